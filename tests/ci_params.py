@@ -1,0 +1,5 @@
+"Small parameters with which tests/test_notebooks.py runs every experiment notebook (each must finish in minutes on 2 CPU cores)."
+CI_PARAMS = {
+    "00_core.ipynb": {"epochs": 1},
+    "01_data.ipynb": {"epochs": 3},
+}
