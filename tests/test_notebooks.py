@@ -1,0 +1,32 @@
+"Every experiment notebook runs end to end under papermill with the small CI parameters; a cell error fails the test."
+import json
+import pytest
+from spurnotes.cli import experiment_notebooks, notebook_parameters, run_notebooks
+from ci_params import CI_PARAMS
+from conftest import NBS
+
+NOTEBOOKS = experiment_notebooks(NBS)
+
+def test_notebooks_found():
+    names = [p.name for p in NOTEBOOKS]
+    assert '00_core.ipynb' in names and '01_data.ipynb' in names, names
+
+def test_every_numbered_notebook_starts_with_parameters():
+    "A numbered notebook without a `parameters` cell first would be skipped silently by the runner: forbid it."
+    numbered = sorted(p.name for p in NBS.glob('[0-9]*.ipynb'))
+    assert sorted(p.name for p in NOTEBOOKS) == numbered
+
+def test_every_notebook_has_ci_parameters():
+    missing = [p.name for p in NOTEBOOKS if p.name not in CI_PARAMS]
+    assert not missing, f"add small parameters for {missing} to tests/ci_params.py"
+    for name, params in CI_PARAMS.items():
+        declared = notebook_parameters(NBS/name)
+        assert set(params) <= set(declared), f"{name}: CI parameters {set(params) - set(declared)} are not declared"
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(nb, tmp_path):
+    out = run_notebooks([nb.name], CI_PARAMS.get(nb.name, {}), out=tmp_path, nbs_dir=NBS, progress=False)
+    executed = json.loads((out/'notebooks'/nb.name).read_text())
+    errors = [o for c in executed['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    assert not errors
+    assert (out/'results.csv').exists() and (out/'timings.csv').exists()
