@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
+from conftest import make_waterbirds
 from spurnotes.data import load_waterbirds, load_celeba, load_torchvision, load_dataset
 
 def _img(path, colour=(0, 128, 255), size=(40, 30)):
@@ -14,16 +15,7 @@ def _img(path, colour=(0, 128, 255), size=(40, 30)):
 
 # ---- Waterbirds: metadata.csv + <species folder>/<image>.jpg ----
 @pytest.fixture
-def waterbirds(tmp_path):
-    root = tmp_path/'waterbird_complete95_forest2water2'
-    rows = []
-    for i in range(12):
-        fn = f"{i:03d}.Species_{i % 3}/Species_{i % 3}_{i:04d}.jpg"
-        _img(root/fn)
-        rows.append(dict(img_id=i + 1, img_filename=fn, y=i % 2, split=i % 3, place=(i // 2) % 2,
-                         place_filename=f"/b/bamboo_forest/{i:08d}.jpg"))
-    pd.DataFrame(rows).to_csv(root/'metadata.csv', index=False)
-    return root
+def waterbirds(tmp_path): return make_waterbirds(tmp_path/'waterbird_complete95_forest2water2')
 
 def test_waterbirds(waterbirds):
     d = load_waterbirds(waterbirds, size=32)

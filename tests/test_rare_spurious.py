@@ -1,0 +1,131 @@
+"Slower checks of `spurnotes.rare_spurious`: LiSSA against the exact inverse Hessian, the sweep cache's resume, deletion."
+import json
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import spurnotes.rare_spurious as rs
+from spurnotes.core import GroupDataset, GroupInfo
+from spurnotes.data import make_pattern, inject_pattern
+
+
+def _flat(d): return torch.cat([t.flatten() for t in d.values()])
+
+def _unflat(w, like):
+    out, i = {}, 0
+    for k, t in like.items(): out[k] = w[i:i + t.numel()].view_as(t); i += t.numel()
+    return out
+
+
+@pytest.mark.parametrize('hidden', [0, 3])
+def test_lissa_matches_exact_inverse_hessian(hidden):
+    "LiSSA's estimate equals (H + damping*scale*I)^-1 v, with H from torch.func.hessian, on models small enough to invert."
+    torch.manual_seed(0)
+    model = nn.Linear(3, 3) if hidden == 0 else nn.Sequential(nn.Linear(3, hidden), nn.Tanh(), nn.Linear(hidden, 2))
+    x = torch.randn(40, 3); y = torch.randint(0, 3 if hidden == 0 else 2, (40,))
+    loss = rs.model_loss_fn(model)
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    v = {k: torch.randn_like(p) for k, p in params.items()}
+    H = torch.func.hessian(lambda w: loss(_unflat(w, params), x, y))(_flat(params))
+    eig = torch.linalg.eigvalsh(H)
+    scale = 2 * eig.max().item() + 1
+    ridge = max(0.05 * scale, -eig.min().item() + 0.1)   # the damping must make H + ridge*I positive definite (non-convex case)
+    damping = ridge / scale
+    exact = torch.linalg.solve(H + ridge * torch.eye(len(H)), _flat(v))
+    est = rs.lissa_ihvp(loss, params, v, lambda s: (x, y), damping=damping, scale=scale, depth=800)
+    torch.testing.assert_close(_flat(est), exact, rtol=1e-3, atol=1e-4)
+    # hvp itself agrees with the dense Hessian
+    torch.testing.assert_close(_flat(rs.hvp(loss, params, v, x, y)), H @ _flat(v), rtol=1e-4, atol=1e-5)
+
+
+def test_lissa_stochastic_batches_average_out():
+    "With mini-batches, more repeats bring the estimate closer to the full-batch inverse."
+    torch.manual_seed(1)
+    model = nn.Linear(4, 3); x = torch.randn(200, 4); y = torch.randint(0, 3, (200,))
+    loss = rs.model_loss_fn(model); params = {k: p.detach() for k, p in model.named_parameters()}
+    v = {k: torch.randn_like(p) for k, p in params.items()}
+    H = torch.func.hessian(lambda w: loss(_unflat(w, params), x, y))(_flat(params))
+    exact = torch.linalg.solve(H + 0.1 * 5 * torch.eye(len(H)), _flat(v))
+    g = torch.Generator().manual_seed(0)
+    def batches(step): b = torch.randint(0, 200, (50,), generator=g); return x[b], y[b]
+    est = rs.lissa_ihvp(loss, params, v, batches, damping=0.1, scale=5., depth=150, repeats=8)
+    assert (_flat(est) - exact).norm() / exact.norm() < 0.1
+
+
+def test_lissa_divergence_is_reported():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 3); x = torch.randn(40, 3) * 30; y = torch.randint(0, 3, (40,))
+    loss = rs.model_loss_fn(model); params = {k: p.detach() for k, p in model.named_parameters()}
+    v = {k: torch.ones_like(p) for k, p in params.items()}
+    with pytest.raises(FloatingPointError, match='scale'):
+        rs.lissa_ihvp(loss, params, v, lambda s: (x, y), damping=0., scale=0.01, depth=2000)
+
+
+def _tiny_splits():
+    g = torch.Generator().manual_seed(0)
+    def ds(n):
+        y = torch.arange(n) % 3
+        return GroupDataset(torch.rand(n, 1, 8, 8, generator=g) * 0.5, y, torch.zeros_like(y))
+    return {'train': ds(60), 'valid': ds(15), 'test': ds(30)}, GroupInfo(['0', '1', '2'], ['clean', 'patterned'])
+
+
+def test_sweep_resumes_after_interruption(tmp_path, monkeypatch):
+    "An interrupted sweep keeps its finished runs on disk; the rerun trains only what is missing and gives the same table."
+    splits, info = _tiny_splits()
+    grid = dict(archs=['MLP'], patterns=['S1', 'S3'], ns=[0, 2, 4], seeds=[0, 1], epochs=2, target_class=0)
+    full = rs.rare_sweep(splits, info, **grid, cache_dir=tmp_path/'ref')
+    assert full.attrs['trained'] == 2 * (1 + 2 * 2)   # per seed: one clean model (shared by the patterns) + 2 patterns x 2 n
+    assert len(full) == 2 * 3 * 2
+
+    real, calls = rs.train_rare, []
+    def flaky(*args, **kwargs):
+        if len(calls) == 4: raise KeyboardInterrupt
+        calls.append(1); return real(*args, **kwargs)
+    monkeypatch.setattr(rs, 'train_rare', flaky)
+    with pytest.raises(KeyboardInterrupt): rs.rare_sweep(splits, info, **grid, cache_dir=tmp_path/'c')
+    done = len(list((tmp_path/'c').glob('*.json')))
+    assert done >= 4
+    monkeypatch.setattr(rs, 'train_rare', real)
+    resumed = rs.rare_sweep(splits, info, **grid, cache_dir=tmp_path/'c')
+    assert resumed.attrs['trained'] < full.attrs['trained']
+    again = rs.rare_sweep(splits, info, **grid, cache_dir=tmp_path/'c')
+    assert again.attrs['trained'] == 0
+    cols = ['arch', 'pattern', 'n', 'seed', 'score', 'score_not_c']
+    np.testing.assert_allclose(again[['score', 'score_not_c']].values, resumed[['score', 'score_not_c']].values)
+    # the cached runs reproduce the uninterrupted sweep (same seeds, deterministic on CPU)
+    np.testing.assert_allclose(resumed.sort_values(cols[:4])[cols[4:]].values, full.sort_values(cols[:4])[cols[4:]].values, atol=1e-5)
+    rec = json.loads(next((tmp_path/'c').glob('*.json')).read_text())
+    assert len(rec['delta']) == len(splits['test']) and set(rec['cfg']) >= {'arch', 'pattern', 'n', 'seed'}
+
+
+def test_summary_and_score_variants():
+    splits, info = _tiny_splits()
+    runs = rs.rare_sweep(splits, info, archs=['MLP'], patterns=['S3'], ns=[0, 3], seeds=[0, 1], epochs=1, target_class=0)
+    s = rs.summarise_sweep(runs)
+    assert set(s.n) == {0, 3} and s.loc[s.n == 0, 'score_p'].isna().all() and s.loc[s.n == 3, 'score_p'].between(0, 1).all()
+    r = runs.iloc[0]
+    ind = (r.delta > 0.1)
+    assert r.score == pytest.approx(ind.mean()) and r.score_not_c == pytest.approx(ind[r.y != 0].mean())
+
+
+def test_incremental_retrain_restores_optimizer_state(tmp_path):
+    splits, info = _tiny_splits()
+    tr, idx = inject_pattern(splits['train'], make_pattern('S3', (1, 8, 8)), 4, 0, 0)
+    for opt in ('sgd', 'adam'):
+        learn = rs.train_rare(tr, splits['valid'], info, 'MLP', epochs=2, seed=0, opt=opt, path=tmp_path)
+        new = rs.incremental_retrain(learn, tr, idx, epochs=1, lr=1e-5)
+        assert len(new.dls.train.dataset) == len(tr) - 4
+        assert rs.param_change(learn.model, new.model) < 0.01
+
+
+def test_gaussian_noise_only_in_training():
+    splits, info = _tiny_splits()
+    seen = []
+    class Grab(rs.Callback):
+        order = 60
+        def before_batch(self): seen.append((self.training, self.xb[0].clone(), self.yb[0].clone()))
+    learn = rs.rare_learner(splits['train'], splits['valid'], info, 'MLP', cbs=[rs.GaussianNoise(0.3), Grab()])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    train_x = torch.cat([x for t, x, _ in seen if t]); valid_x = torch.cat([x for t, x, _ in seen if not t])
+    assert train_x.min() < -0.2                       # noise pushed some pixels below 0
+    torch.testing.assert_close(valid_x, splits['valid'].x)
