@@ -1,0 +1,45 @@
+"""Cost of the MaskTune masking pass per image, as a ratio to one training step per image (same model, batch 128, 2 threads).
+
+Run: `python benchmarks/masking_cost.py [--reps N]`. Prints spurnotes' pass (fastai hook, one `autograd.grad`, threshold
+and mask on the same batch) and the `grad-cam` package's XGradCAM (heatmaps only, plus the same threshold and mask).
+"""
+import argparse, time
+import torch
+from spurnotes.core import SmallCNN, set_seed
+from spurnotes.masktune import saliency_heat, saliency_mask, apply_mask
+
+def timeit(f, reps):
+    f(); f()  # warm-up
+    t = time.perf_counter()
+    for _ in range(reps): f()
+    return (time.perf_counter() - t) / reps
+
+def main(reps=20, bs=128, threads=2):
+    torch.set_num_threads(threads)
+    set_seed(0)
+    model = SmallCNN(3, 2)
+    x, y = torch.rand(bs, 3, 28, 28), torch.randint(0, 2, (bs,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    def train_step():
+        model.train(); opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+    def ours():
+        apply_mask(x, saliency_mask(saliency_heat(model, model.features, x)))
+    from pytorch_grad_cam import XGradCAM
+    cam = XGradCAM(model=model, target_layers=[model.features])
+    def package():
+        model.eval()
+        heat = torch.from_numpy(cam(input_tensor=x, targets=None))
+        apply_mask(x, saliency_mask(heat))
+    t_train = timeit(train_step, reps)
+    t_ours, t_pkg = timeit(ours, reps), timeit(package, reps)
+    print(f"SmallCNN, batch {bs}, {threads} threads, {reps} reps")
+    print(f"training step:            {1e3 * t_train / bs:.3f} ms/image")
+    print(f"spurnotes masking pass:   {1e3 * t_ours / bs:.3f} ms/image = {t_ours / t_train:.2f}x a training step")
+    print(f"grad-cam XGradCAM + mask: {1e3 * t_pkg / bs:.3f} ms/image = {t_pkg / t_train:.2f}x a training step")
+    return t_ours / t_train, t_pkg / t_train
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--reps', type=int, default=20)
+    main(p.parse_args().reps)
