@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from conftest import make_waterbirds
+from conftest import make_waterbirds, make_mnist
 from spurnotes.data import load_waterbirds, load_celeba, load_torchvision, load_dataset
 
 def _img(path, colour=(0, 128, 255), size=(40, 30)):
@@ -101,18 +101,9 @@ def test_celeba_malformed_txt(celeba_txt):
     with pytest.raises(ValueError, match="first line should be the number of images"): load_celeba(celeba_txt)
 
 # ---- torchvision: MNIST / Fashion-MNIST raw idx files, CIFAR-10 python batches ----
-def _idx_images(path, x):
-    path.write_bytes(struct.pack('>IIII', 2051, len(x), 28, 28) + x.astype(np.uint8).tobytes())
-def _idx_labels(path, y):
-    path.write_bytes(struct.pack('>II', 2049, len(y)) + y.astype(np.uint8).tobytes())
-
 @pytest.mark.parametrize('name,folder', [('mnist', 'MNIST'), ('fashion_mnist', 'FashionMNIST')])
 def test_mnist_like(tmp_path, name, folder):
-    raw = tmp_path/folder/'raw'; raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, n in (('train', 40), ('t10k', 10)):
-        _idx_images(raw/f'{split}-images-idx3-ubyte', rng.integers(0, 256, (n, 28, 28)))
-        _idx_labels(raw/f'{split}-labels-idx1-ubyte', np.arange(n) % 10)
+    make_mnist(tmp_path, folder)
     d = load_torchvision(name, tmp_path)
     assert len(d.train) + len(d.valid) == 40 and len(d['test']) == 10
     assert d.train.x.shape[1:] == (1, 28, 28) and d.train.x.max() <= 1

@@ -48,3 +48,14 @@ def test_data_notebook_on_a_real_benchmark_layout(tmp_path):
     import pandas as pd
     res = pd.read_csv(out/'results.csv')
     assert set(res['dataset']) == {'waterbirds'} and set(res['split']) == {'valid', 'test'}
+
+
+def test_rare_spurious_notebook_on_mnist_layout(tmp_path):
+    "Notebook 02 reads MNIST through torchvision when `dataset='mnist'` and `data_root` holds the raw files."
+    from conftest import make_mnist
+    root = make_mnist(tmp_path/'data', n_train=1200, n_test=200)
+    params = {**CI_PARAMS['02_rare_spurious.ipynb'], 'dataset': 'mnist', 'data_root': str(root)}
+    out = run_notebooks(['02_rare_spurious'], params, out=tmp_path/'run', nbs_dir=NBS, progress=False)
+    import pandas as pd
+    res = pd.read_csv(out/'results.csv')
+    assert set(res['dataset']) == {'mnist'}
