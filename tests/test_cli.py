@@ -14,7 +14,8 @@ def test_run_writes_table_and_figures(tmp_path):
     res = pd.read_csv(tmp_path/'results.csv')
     assert set(res['dataset']) == {'biased_digits', 'digits_on_backgrounds'}
     assert res['value'].between(0, 1).all()
-    assert (tmp_path/'results.md').read_text().startswith('|')
+    md = (tmp_path/'results.md').read_text()
+    assert md.startswith('### 01_data') and '| dataset' in md
     assert (tmp_path/'figures'/'erm_baseline_groups.png').stat().st_size > 1000
     assert (tmp_path/'notebooks'/'01_data.ipynb').exists()
     # the override reached the notebook: papermill injected it
