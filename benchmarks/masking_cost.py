@@ -8,11 +8,14 @@ import torch
 from spurnotes.core import SmallCNN, set_seed
 from spurnotes.masktune import saliency_heat, saliency_mask, apply_mask
 
-def timeit(f, reps):
-    f(); f()  # warm-up
-    t = time.perf_counter()
-    for _ in range(reps): f()
-    return (time.perf_counter() - t) / reps
+def timeit(fs, reps):
+    "Median seconds per call of each function, measured round-robin so that drifts in machine load hit all alike."
+    for f in fs: f(); f()  # warm-up
+    times = [[] for _ in fs]
+    for _ in range(reps):
+        for f, ts in zip(fs, times):
+            t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return [sorted(ts)[len(ts) // 2] for ts in times]
 
 def main(reps=20, bs=128, threads=2):
     torch.set_num_threads(threads)
@@ -31,9 +34,8 @@ def main(reps=20, bs=128, threads=2):
         model.eval()
         heat = torch.from_numpy(cam(input_tensor=x, targets=None))
         apply_mask(x, saliency_mask(heat))
-    t_train = timeit(train_step, reps)
-    t_ours, t_pkg = timeit(ours, reps), timeit(package, reps)
-    print(f"SmallCNN, batch {bs}, {threads} threads, {reps} reps")
+    t_train, t_ours, t_pkg = timeit([train_step, ours, package], reps)
+    print(f"SmallCNN, batch {bs}, {threads} threads, median of {reps} interleaved reps")
     print(f"training step:            {1e3 * t_train / bs:.3f} ms/image")
     print(f"spurnotes masking pass:   {1e3 * t_ours / bs:.3f} ms/image = {t_ours / t_train:.2f}x a training step")
     print(f"grad-cam XGradCAM + mask: {1e3 * t_pkg / bs:.3f} ms/image = {t_pkg / t_train:.2f}x a training step")
