@@ -200,7 +200,7 @@ def masked_share(masks:torch.Tensor, region:torch.Tensor):
     "Per image, the fraction of `region`'s pixels (`(H, W)` or `(N, H, W)` bool) that `masks` `(N, H, W)` hides (NaN if the region is empty)."
     region = region.to(masks.device).expand_as(masks)
     n = region.sum((1, 2)).float()
-    return (masks & region).sum((1, 2)).float() / n.where(n > 0, torch.tensor(float('nan')))
+    return (masks & region).sum((1, 2)).float() / torch.where(n > 0, n, float('nan'))
 
 def dataset_heat(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=256, device=None):
     "Saliency heat `(N, H, W)` of every image of `ds`, on the CPU."
