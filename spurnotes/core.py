@@ -27,9 +27,9 @@ __all__ = ['IMAGENET_STATS', 'RESULT_COLUMNS', 'GroupInfo', 'group_counts_of', '
            'get_device', 'set_seed', 'group_correct_total', 'accuracy_from_counts', 'group_accuracies',
            'plain_accuracy', 'train_weighted_accuracy', 'mean_group_accuracy', 'worst_group_accuracy', 'GroupMetric',
            'WorstGroupAccuracy', 'PlainAccuracy', 'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy',
-           'group_metrics', 'GroupCrossEntropy', 'SmallCNN', 'mlp', 'Normalize', 'TorchvisionNet', 'make_backbone',
-           'erm_learner', 'get_group_preds', 'group_report', 'learner_group_report', 'plot_group_report',
-           'write_results', 'save_figure']
+           'group_metrics', 'GroupCrossEntropy', 'MaskTuneCNN', 'SmallCNN', 'mlp', 'cam_layer', 'Normalize',
+           'TorchvisionNet', 'make_backbone', 'erm_learner', 'get_group_preds', 'group_report', 'learner_group_report',
+           'plot_group_report', 'write_results', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #0979d598
 @dataclass
@@ -221,8 +221,19 @@ class GroupCrossEntropy(CrossEntropyLossFlat):
     def __call__(self, inp, targ, *attrs, **kwargs): return super().__call__(inp, targ, **kwargs)
 
 # %% ../nbs/00_core.ipynb #e76fa6db
+class MaskTuneCNN(nn.Module):
+    "The MaskTune authors' Biased-MNIST network: 4 unpadded conv-BN-ReLU (16, 16, 32, 32; max-pool after the 2nd and 4th), 512-256-classes head."
+    cam_layer = 'features'   # the ReLU after the 4th convolution: 8x8 maps on 28x28 inputs
+    def __init__(self, in_channels:int=3, n_classes:int=2):
+        super().__init__()
+        cbr = lambda i, o: [nn.Conv2d(i, o, 3), nn.BatchNorm2d(o), nn.ReLU()]
+        self.features = nn.Sequential(*cbr(in_channels, 16), *cbr(16, 16), nn.MaxPool2d(2), *cbr(16, 32), *cbr(32, 32))
+        self.head = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, n_classes))
+    def forward(self, x): return self.head(self.features(x))
+
 class SmallCNN(nn.Module):
     "Two conv blocks (conv-BN-ReLU, max-pool after the first), then max-pool to 7x7 and a two-layer head (location-aware, like MNIST CNNs)."
+    cam_layer = 'features'
     def __init__(self, in_channels:int=3, n_classes:int=2, width:int=32, hidden:int=128):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2))
@@ -236,6 +247,12 @@ def mlp(n_in:int, hidden=(256,), n_out:int=10):
     for h in hidden: layers += [nn.Linear(d, h), nn.ReLU()]; d = h
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
+def cam_layer(model:nn.Module):
+    "The module whose output saliency methods explain: `model.cam_layer` names it (default `features`)."
+    name = getattr(model, 'cam_layer', 'features')
+    try: return model.get_submodule(name)
+    except AttributeError: raise ValueError(f"{type(model).__name__} has no submodule {name!r}: set the model's `cam_layer` attribute to the name of its last conv block.") from None
+
 # %% ../nbs/00_core.ipynb #0c5a7673
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -248,6 +265,7 @@ class Normalize(nn.Module):
 
 class TorchvisionNet(nn.Module):
     "A torchvision ResNet behind ImageNet normalisation, with an `n_classes` head; `features` is its last stage."
+    cam_layer = 'net.layer4'
     def __init__(self, arch:str='resnet18', n_classes:int=2, pretrained:bool=False):
         super().__init__()
         import torchvision
@@ -261,7 +279,8 @@ class TorchvisionNet(nn.Module):
     def forward(self, x): return self.net(self.normalize(x))
 
 def make_backbone(arch:str='small_cnn', in_channels:int=3, n_classes:int=2, pretrained:bool=False):
-    "A backbone by name: 'small_cnn', 'mlp' (for 28x28 inputs) or a torchvision ResNet ('resnet18', 'resnet50', ...)."
+    "A backbone by name: 'masktune_cnn', 'small_cnn', 'mlp' (for 28x28 inputs) or a torchvision ResNet ('resnet18', 'resnet50', ...)."
+    if arch == 'masktune_cnn': return MaskTuneCNN(in_channels, n_classes)
     if arch == 'small_cnn': return SmallCNN(in_channels, n_classes)
     if arch == 'mlp': return mlp(in_channels * 28 * 28, (256,), n_classes)
     return TorchvisionNet(arch, n_classes, pretrained)
@@ -274,12 +293,16 @@ def erm_learner(dls:DataLoaders,       # from `group_dls`: batches (x, y, a)
                 opt_func=SGD,          # fastai optimizer
                 mom:float=0.9,         # momentum (SGD) / beta1
                 wd:float=0.,           # weight decay (fastai's Adam would otherwise add 0.01)
+                wd_style:str='torch',  # 'torch': L2 in the gradient of every parameter, as torch.optim; 'fastai': decoupled, none on BN/bias
                 metrics=None,          # defaults to `group_metrics(info)`
                 path=None,             # where `learn.save` writes `models/`
                 **kwargs):             # passed to `Learner` (cbs=...)
     "A fastai `Learner` for ERM on `(x, y, a)` batches, reporting the group metrics."
     from functools import partial
-    opt = partial(opt_func, mom=mom) if mom is not None else opt_func
+    if wd_style not in ('torch', 'fastai'): raise ValueError(f"wd_style={wd_style!r}: expected 'torch' (as torch.optim.SGD's weight_decay) or 'fastai' (decoupled, none on BatchNorm/bias).")
+    okw = dict(mom=mom) if mom is not None else {}
+    if wd_style == 'torch': okw['decouple_wd'] = False; kwargs.setdefault('wd_bn_bias', True)
+    opt = partial(opt_func, **okw) if okw else opt_func
     learn = Learner(dls, model, loss_func=GroupCrossEntropy(), opt_func=opt, lr=lr, wd=wd,
                     metrics=group_metrics(info) if metrics is None else metrics, path=path or '.', **kwargs)
     learn.info = info

