@@ -311,6 +311,34 @@ def mean_row(rows, cols, label):
         if vals: out[c] = statistics.mean(vals) if not all(isinstance(v, int) for v in vals) else vals[0]
     return out
 
+def report(out, seeds, pipe_rows, auth_rows, agree_rows, show=True):
+    "Write the CSVs (after every seed, so that a stopped run keeps what it has) and, at the end, print the Markdown tables."
+    say = print if show else (lambda *a, **k: None)
+    acols = ['seed', 'n_images', 'iou_mean', 'iou_median', 'iou_p5', 'identical', 'masked_px_ours', 'masked_px_theirs',
+             't_mask_spurnotes', 't_mask_theirs', 'speed_ratio', 'logit_max_diff', 'reps']
+    write_csv(out / 'mask_agreement.csv', agree_rows, acols)
+    say("\n### Mask agreement (same ERM weights, same training images)\n")
+    say(md_table(agree_rows + [mean_row(agree_rows, acols, 'mean')], acols, {'logit_max_diff': '{:.1e}', 'n_images': '{}', 'reps': '{}'}))
+    if pipe_rows:
+        pcols = ['side', 'seed', 'threads', 't_data', 't_erm', 't_mask', 't_finetune', 't_test', 't_total', 'cpu_total', *MT_COLS]
+        extra = ['best_epoch', 'their_erm_test', 'their_erm_test_batchmean', 'their_mt_test', 'their_mt_test_batchmean', 'n_test',
+                 'cpu_erm', 'cpu_mask', 'cpu_finetune', 'loadavg_start', 'loadavg_end']
+        write_csv(out / 'pipeline.csv', pipe_rows, pcols + extra)
+        write_csv(out / 'authors_runs.csv', auth_rows, AUTHORS_COLS + ['t_data', 't_test', 'cpu_total'] + extra)
+        say("\n### Whole pipeline, per side and seed (seconds; accuracies on the biased / original tests)\n")
+        means = [dict(mean_row([r for r in pipe_rows if r['side'] == side], pcols, side), seed='mean') for side in ('spurnotes', 'authors')]
+        say(md_table(pipe_rows + means, pcols, {'t_data': '{:.1f}', 't_erm': '{:.1f}', 't_mask': '{:.2f}', 't_finetune': '{:.2f}', 't_test': '{:.2f}',
+                                          't_total': '{:.1f}', 'cpu_total': '{:.1f}'}))
+        stages = ['t_data', 't_erm', 't_mask', 't_finetune', 't_test', 't_total', 'cpu_erm', 'cpu_mask', 'cpu_finetune', 'cpu_total']
+        ratio = []
+        for st in stages:
+            o = statistics.mean(r[st] for r in pipe_rows if r['side'] == 'spurnotes')
+            t = statistics.mean(r[st] for r in pipe_rows if r['side'] == 'authors')
+            ratio.append(dict(stage=st, spurnotes=o, authors=t, ratio=t / o if o else float('nan')))
+        write_csv(out / 'pipeline_ratio.csv', ratio, ['stage', 'spurnotes', 'authors', 'ratio'])
+        say(f"\n### Seconds per stage, mean over seeds {seeds} (ratio = authors / spurnotes)\n")
+        say(md_table(ratio, ['stage', 'spurnotes', 'authors', 'ratio'], {'spurnotes': '{:.2f}', 'authors': '{:.2f}', 'ratio': '{:.2f}'}))
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--authors', help="a checkout of aliasgharkhani/Masktune (the folder holding src/)")
@@ -344,7 +372,8 @@ def main(argv=None):
         agree_rows.append(ag)
         print(f"   masks: IoU mean {ag['iou_mean']:.4f}, median {ag['iou_median']:.4f}, p5 {ag['iou_p5']:.4f}; identical {ag['identical']:.1%}; "
               f"masking pass theirs {ag['t_mask_theirs']:.2f} s / spurnotes {ag['t_mask_spurnotes']:.2f} s = {ag['speed_ratio']:.2f}x", flush=True)
-        if a.skip_pipeline: continue
+        if a.skip_pipeline:
+            report(out, a.seeds, pipe_rows, auth_rows, agree_rows, show=False); continue
         pipe_rows.append(dict(side='spurnotes', **res))
         print(f"   spurnotes: {res['t_total']:.0f} s; ERM biased {res['erm_biased']:.3f}, MaskTune biased {res['mt_biased']:.3f} / original {res['mt_original']:.3f}", flush=True)
         print(f"== seed {s}: the authors' pipeline (subprocess)", flush=True)
@@ -354,7 +383,8 @@ def main(argv=None):
         w, c = ra['wall'], ra['cpu']
         row = dict(seed=s, threads=ra['threads'], t_data=w.get('data', 0.), t_erm=w['erm'], t_mask=w['mask'] + w.get('reload', 0.),
                    t_finetune=w['finetune'], t_test=w.get('test', 0.), t_total=w['total'], cpu_total=c['total'],
-                   cpu_erm=c['erm'], loadavg_start=load0, loadavg_end=load1)
+                   cpu_erm=c['erm'], cpu_mask=c['mask'] + c.get('reload', 0.), cpu_finetune=c['finetune'],
+                   loadavg_start=load0, loadavg_end=load1)
         em, eck = load_their_checkpoint(authors, ra['best'])
         fm, _ = load_their_checkpoint(authors, ra['finetuned'])
         row.update(test_metrics(em, data, 'erm')); row.update(test_metrics(fm, data, 'mt'))
@@ -364,29 +394,8 @@ def main(argv=None):
         auth_rows.append(row); pipe_rows.append(dict(side='authors', **row))
         print(f"   authors: {row['t_total']:.0f} s; ERM biased {row['erm_biased']:.3f} (their printout {row['their_erm_test']:.3f}), "
               f"MaskTune biased {row['mt_biased']:.3f} (printout {row['their_mt_test']:.3f}) / original {row['mt_original']:.3f}", flush=True)
-    acols = ['seed', 'n_images', 'iou_mean', 'iou_median', 'iou_p5', 'identical', 'masked_px_ours', 'masked_px_theirs',
-             't_mask_spurnotes', 't_mask_theirs', 'speed_ratio', 'logit_max_diff', 'reps']
-    write_csv(out / 'mask_agreement.csv', agree_rows, acols)
-    print("\n### Mask agreement (same ERM weights, same training images)\n")
-    print(md_table(agree_rows + [mean_row(agree_rows, acols, 'mean')], acols, {'logit_max_diff': '{:.1e}', 'n_images': '{}', 'reps': '{}'}))
-    if pipe_rows:
-        pcols = ['side', 'seed', 'threads', 't_data', 't_erm', 't_mask', 't_finetune', 't_test', 't_total', 'cpu_total', *MT_COLS]
-        extra = ['best_epoch', 'their_erm_test', 'their_erm_test_batchmean', 'their_mt_test', 'their_mt_test_batchmean', 'n_test',
-                 'cpu_erm', 'loadavg_start', 'loadavg_end']
-        write_csv(out / 'pipeline.csv', pipe_rows, pcols + extra)
-        write_csv(out / 'authors_runs.csv', auth_rows, AUTHORS_COLS + ['t_data', 't_test', 'cpu_total'] + extra)
-        print("\n### Whole pipeline, per side and seed (seconds; accuracies on the biased / original tests)\n")
-        print(md_table(pipe_rows, pcols, {'t_data': '{:.1f}', 't_erm': '{:.1f}', 't_mask': '{:.2f}', 't_finetune': '{:.2f}', 't_test': '{:.2f}',
-                                          't_total': '{:.1f}', 'cpu_total': '{:.1f}'}))
-        stages = ['t_data', 't_erm', 't_mask', 't_finetune', 't_test', 't_total', 'cpu_total']
-        ratio = []
-        for st in stages:
-            o = statistics.mean(r[st] for r in pipe_rows if r['side'] == 'spurnotes')
-            t = statistics.mean(r[st] for r in pipe_rows if r['side'] == 'authors')
-            ratio.append(dict(stage=st, spurnotes=o, authors=t, ratio=t / o if o else float('nan')))
-        write_csv(out / 'pipeline_ratio.csv', ratio, ['stage', 'spurnotes', 'authors', 'ratio'])
-        print(f"\n### Seconds per stage, mean over seeds {a.seeds} (ratio = authors / spurnotes)\n")
-        print(md_table(ratio, ['stage', 'spurnotes', 'authors', 'ratio'], {'spurnotes': '{:.2f}', 'authors': '{:.2f}', 'ratio': '{:.2f}'}))
+        report(out, a.seeds, pipe_rows, auth_rows, agree_rows, show=False)
+    report(out, a.seeds, pipe_rows, auth_rows, agree_rows)
     print(f"\nwritten to {out}/" + ('' if a.workdir else " (the authors' runs were in a temporary folder, now removed)"))
     tmp.cleanup()
 
