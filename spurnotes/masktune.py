@@ -6,7 +6,10 @@ Docs: https://spurnotes.github.io/spurnotes/masktune.html.md"""
 
 # %% ../nbs/03_masktune.ipynb #f9fbdefc
 from __future__ import annotations
+import contextlib
 import copy
+import io
+import shutil
 import numpy as np
 import pandas as pd
 import torch
@@ -17,12 +20,13 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.hook import Hook
 from fastai.callback.tracker import SaveModelCallback
-from .core import GroupDataset, group_dls, group_dl, get_group_preds
+from .core import GroupDataset, group_dls, group_dl, get_group_preds, cam_layer
 
 # %% auto #0
 __all__ = ['xgradcam', 'minmax', 'saliency_heat', 'saliency_threshold', 'saliency_mask', 'apply_mask', 'random_square_mask',
-           'dataset_masks', 'masked_dataset', 'SaveLastCallback', 'fit_with_checkpoints', 'load_checkpoint', 'masktune',
-           'MaskTune', 'product_confidence', 'risk_coverage', 'saliency_share', 'masked_share', 'dataset_heat']
+           'dataset_masks', 'masked_dataset', 'SaveLastCallback', 'SnapshotCallback', 'fit_with_checkpoints',
+           'load_checkpoint', 'masktune', 'MaskTune', 'product_confidence', 'risk_coverage', 'saliency_share',
+           'masked_share', 'dataset_heat']
 
 # %% ../nbs/03_masktune.ipynb #f3d2e046
 def xgradcam(model:nn.Module,       # a classifier returning logits
@@ -113,10 +117,26 @@ class SaveLastCallback(Callback):
     def __init__(self, fname:str='last'): self.fname = fname
     def after_fit(self): self.learn.save(self.fname, with_opt=True)
 
-def fit_with_checkpoints(learn:Learner, epochs:int, monitor:str='plain_acc', best:str='best', last:str='last'):
+class SnapshotCallback(Callback):
+    "After each epoch in `at`, keep `last_{n}` (this epoch) and `best_{n}` (the best so far) beside the running checkpoints."
+    order = SaveModelCallback.order + 1   # after SaveModelCallback has written the best-so-far file
+    def __init__(self, at, best:str='best', last:str='last'): self.at, self.best, self.last = set(at), best, last
+    def after_epoch(self):
+        n = self.epoch + 1
+        if n not in self.at: return
+        self.learn.save(f"{self.last}_{n}", with_opt=True)
+        src = self.path/self.model_dir/f"{self.best}.pth"
+        shutil.copyfile(src, self.path/self.model_dir/f"{self.best}_{n}.pth")
+
+def fit_with_checkpoints(learn:Learner, epochs:int, monitor:str='plain_acc', best:str='best', last:str='last',
+                         snapshots=()):   # epochs < `epochs` after which `best_{n}`/`last_{n}` are kept too (ERM-length ablations from one run)
     "ERM for `epochs`; saves the best (by `monitor` on the validation set) and last checkpoints with optimizer state; ends with the best loaded."
-    with learn.no_bar(), learn.no_logging():
-        learn.fit(epochs, cbs=[SaveLastCallback(last), SaveModelCallback(monitor=monitor, comp=np.greater, fname=best, with_opt=True)])
+    bad = [n for n in snapshots if not 0 < n < epochs]
+    if bad: raise ValueError(f"snapshots {bad}: expected epochs between 1 and {epochs - 1} (the last epoch is the `last` checkpoint itself).")
+    cbs = [SaveLastCallback(last), SaveModelCallback(monitor=monitor, comp=np.greater, fname=best, with_opt=True)]
+    if snapshots: cbs.append(SnapshotCallback(snapshots, best, last))
+    # fastai's SaveModelCallback prints every improvement: the log goes to a buffer, not to the notebook
+    with learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(io.StringIO()): learn.fit(epochs, cbs=cbs)
     return learn
 
 def _opt_tensors(opt): return sum(isinstance(v, torch.Tensor) for s in opt.state.values() for v in s.values())
@@ -135,7 +155,7 @@ def load_checkpoint(learn:Learner, name:str, with_opt:bool=True):
 def masktune(learn:Learner,
              train_ds:GroupDataset,       # the training set (raw pixels), to be masked
              valid_ds:GroupDataset,       # the validation set (not masked)
-             layer:str='features',        # name of the last conv block in `learn.model`
+             layer:str|None=None,         # name of the CAM layer in `learn.model` (default: the model's `cam_layer`)
              iterations:int=1,            # masking iterations (the authors' option: 1-3)
              accumulate:bool=False,       # OR the masks of successive iterations
              random:bool=False,           # random-mask ablation (same area, random place)
@@ -149,7 +169,8 @@ def masktune(learn:Learner,
     load_checkpoint(learn, mask_from or best, with_opt=False)
     masks = None
     for it in range(iterations):
-        mds, masks = masked_dataset(learn.model, learn.model.get_submodule(layer), train_ds, bs, device, k=k,
+        lay = cam_layer(learn.model) if layer is None else learn.model.get_submodule(layer)
+        mds, masks = masked_dataset(learn.model, lay, train_ds, bs, device, k=k,
                                     random=random, seed=seed + it, prior_mask=masks if accumulate else None)
         learn.dls = group_dls(mds, valid_ds, bs=bs, seed=seed + it, device=device)
         if it == 0: load_checkpoint(learn, last, with_opt=True)
@@ -160,15 +181,16 @@ def masktune(learn:Learner,
 class MaskTune(Callback):
     "Mask each training batch with the XGradCAM saliency of a fixed `saliency_model` (usually the best ERM model)."
     run_valid, order = False, 55   # after the batch transforms, before the model sees the batch
-    def __init__(self, saliency_model:nn.Module, layer:str='features', k:float=2., random:bool=False, seed:int=0):
+    def __init__(self, saliency_model:nn.Module, layer:str|None=None, k:float=2., random:bool=False, seed:int=0):
         self.smodel = copy.deepcopy(saliency_model).eval()  # a frozen copy: fine-tuning does not move the masks
-        self.layer, self.k, self.random, self.seed = layer, k, random, seed
+        self.layer, self.k, self.random, self.seed = layer, k, random, seed  # layer None: the model's `cam_layer`
     def before_fit(self):
         self.smodel.to(self.dls.device)
         self.gen = torch.Generator().manual_seed(self.seed)
     def before_batch(self):
         x = self.xb[0]
-        m = saliency_mask(saliency_heat(self.smodel, self.smodel.get_submodule(self.layer), x.detach()), self.k)
+        lay = cam_layer(self.smodel) if self.layer is None else self.smodel.get_submodule(self.layer)
+        m = saliency_mask(saliency_heat(self.smodel, lay, x.detach()), self.k)
         if self.random: m = random_square_mask(m, self.gen)
         self.learn.xb = (apply_mask(x, m), *self.xb[1:])
 
