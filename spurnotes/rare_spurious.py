@@ -268,8 +268,8 @@ def lissa_ihvp(loss,                 # loss(params, x, y), e.g. from `model_loss
             x, y = batches(r * depth + j)
             hv = hvp(loss, params, h, x, y)
             h = _tmap(lambda v_, h_, hv_: v_ + (1 - damping) * h_ - hv_ / scale, v, h, hv)
-        if not all(torch.isfinite(t).all() for t in h.values()):
-            raise FloatingPointError(f"LiSSA diverged: raise `scale` (now {scale}) above the Hessian's largest eigenvalue, or raise `damping`.")
+            if not all(torch.isfinite(t).all() for t in h.values()):  # checked every step: a diverging recursion stops at once
+                raise FloatingPointError(f"LiSSA diverged at step {j + 1}: raise `scale` (now {scale}) above the Hessian's largest eigenvalue, or raise `damping`.")
         est = _tmap(lambda e, h_: e + h_ / scale / repeats, est, h)
     return est
 
