@@ -163,15 +163,20 @@ def masktune(learn:Learner,
              best:str='best', last:str='last',  # checkpoint names from `fit_with_checkpoints`
              k:float=2.,                  # threshold multiplier: tau = mean + k*std (the authors: 2)
              epochs:int=1,                # fine-tuning epochs per iteration (the authors: 1)
-             mask_from:str|None=None):    # checkpoint the first masks come from (default `best`, as the authors)
+             mask_from:str|None=None,     # checkpoint the first masks come from (default `best`, as the authors)
+             masks:torch.Tensor|None=None):  # first-iteration saliency masks already computed from that checkpoint (skips their pass)
     "Fine-tune `learn` MaskTune-style; returns the learner (fine-tuned) and the last masks."
     device = learn.dls.device
     load_checkpoint(learn, mask_from or best, with_opt=False)
-    masks = None
+    given, masks = masks, None
     for it in range(iterations):
         lay = cam_layer(learn.model) if layer is None else learn.model.get_submodule(layer)
-        mds, masks = masked_dataset(learn.model, lay, train_ds, bs, device, k=k,
-                                    random=random, seed=seed + it, prior_mask=masks if accumulate else None)
+        if it == 0 and given is not None:   # e.g. the random-mask ablation: squares of the areas of the saliency masks
+            if given.shape != (len(train_ds), *train_ds.x.shape[2:]): raise ValueError(f"masks of shape {tuple(given.shape)}; expected one (H, W) mask per training image, {(len(train_ds), *train_ds.x.shape[2:])}.")
+            masks = random_square_mask(given, torch.Generator().manual_seed(seed)) if random else given
+            mds = train_ds.replace(x=apply_mask(train_ds.x, masks))
+        else: mds, masks = masked_dataset(learn.model, lay, train_ds, bs, device, k=k,
+                                          random=random, seed=seed + it, prior_mask=masks if accumulate else None)
         learn.dls = group_dls(mds, valid_ds, bs=bs, seed=seed + it, device=device)
         if it == 0: load_checkpoint(learn, last, with_opt=True)
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
