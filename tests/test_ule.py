@@ -1,0 +1,129 @@
+"ULE: the penalty's second-order gradient against finite differences, its edge cases, the callback's plumbing, and the cost benchmark."
+import copy, importlib.util, itertools, subprocess, sys, tempfile, warnings
+from pathlib import Path
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from spurnotes.core import GroupInfo, GroupDataset, SmallCNN, erm_learner, group_dls, set_seed
+from fastai.callback.core import Callback
+from spurnotes.ule import ULE, ULEHistory, NORMS, OUTPUTS, PENALTIES, output_of, teacher_loss, ule_penalty, reinit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _penalty_grad_fd(penalty, norm, output, seed):
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
+    g_s = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    def pen():
+        xx = x.clone().requires_grad_()
+        p = net(xx)
+        return teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, penalty=penalty, output=output, norm=norm)[1]
+    params = list(net.parameters())
+    auto = torch.autograd.grad(pen(), params)
+    for w, a in zip(params, auto):
+        for idx in itertools.product(*map(range, w.shape)):
+            old = w[idx].item()
+            with torch.no_grad(): w[idx] = old + 1e-6
+            hi = pen().item()
+            with torch.no_grad(): w[idx] = old - 1e-6
+            lo = pen().item()
+            with torch.no_grad(): w[idx] = old
+            assert abs((hi - lo) / 2e-6 - a[idx].item()) <= 1e-5 * max(1., abs(a[idx].item())), (w.shape, idx)
+
+@pytest.mark.parametrize('penalty,norm,output', list(itertools.product(PENALTIES, NORMS, OUTPUTS)))
+def test_penalty_gradient_matches_finite_differences(penalty, norm, output):
+    _penalty_grad_fd(penalty, norm, output, seed=1)
+
+@pytest.mark.parametrize('penalty', PENALTIES)
+@pytest.mark.parametrize('norm', NORMS)
+def test_zero_student_gradient_no_penalty_no_nan(penalty, norm):
+    g_t = torch.randn(5, 3, 6, 6, requires_grad=True)
+    p = ule_penalty(g_t, torch.zeros(5, 3, 6, 6), penalty, norm)
+    p.backward()
+    assert p.item() == 0. and torch.isfinite(g_t.grad).all()
+    # a zero teacher gradient too: still defined
+    z = torch.zeros(5, 3, 6, 6, requires_grad=True)
+    q = ule_penalty(z, torch.randn(5, 3, 6, 6), penalty, norm); q.backward()
+    assert torch.isfinite(q) and torch.isfinite(z.grad).all()
+
+def test_bad_inputs_name_what_is_expected():
+    with pytest.raises(ValueError, match=r"lam=-1: expected a weight >= 0"): ULE(lam=-1)
+    with pytest.raises(ValueError, match=r"penalty='l2': expected one of \['mse', 'cos2', 'cos4'\]"): ULE(penalty='l2')
+    with pytest.raises(ValueError, match=r"output='margin': expected one of"): ULE(output='margin')
+
+INFO = GroupInfo(['0-4', '5-9'], ['no square', 'square'])
+
+def _biased(n, seed):
+    "Tiny Biased-digits-like data: the class is a blob's position (top or bottom half); a red square on 90% of class 0 and 10% of class 1."
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.rand(n, 3, 14, 14, generator=g) * 0.3
+    for i in range(n):
+        r = int(torch.randint(0, 5, (1,), generator=g)) + (7 if y[i] else 0)
+        c = int(torch.randint(2, 10, (1,), generator=g))
+        x[i, 1, r:r + 3, c:c + 3] = 1.
+    a = (torch.rand(n, generator=g) < torch.where(y == 0, 0.9, 0.1)).long()
+    x[a == 1, 0, :4, :4], x[a == 1, 1:, :4, :4] = 1., 0.
+    return GroupDataset(x, y, a)
+
+def _learner(ds, seed, cbs=()):
+    set_seed(seed)
+    return erm_learner(group_dls(ds, ds.subset(torch.arange(32)), bs=32, seed=seed, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), INFO,
+                       lr=0.05, path=tempfile.mkdtemp(), cbs=list(cbs))
+
+def _grads(model, x, y):
+    model.eval(); xx = x.clone().requires_grad_()
+    g, = torch.autograd.grad(output_of(model(xx), y, 'logit'), xx)
+    return g.flatten(1)
+
+def test_teacher_gradients_differ_from_student_more_than_two_erm_models():
+    ds, test = _biased(512, 0), _biased(128, 1)
+    fits = []
+    for seed in [0, 1]:
+        l = _learner(ds, seed)
+        with l.no_bar(), l.no_logging(): l.fit(4)
+        fits.append(l.model)
+    ule = ULE(penalty='cos2', lam=1.)
+    l = _learner(ds, 2, [ule])
+    with l.no_bar(), l.no_logging(): l.fit(4)
+    cos = lambda m1, m2: F.cosine_similarity(_grads(m1, test.x, test.y), _grads(m2, test.x, test.y), dim=1).mean().item()
+    erm_pair, ule_pair = cos(*fits), cos(l.model, ule.student)
+    assert ule_pair < erm_pair, (ule_pair, erm_pair)
+
+def test_save_load_round_trips_both_models_and_best_checkpoint():
+    from fastai.callback.tracker import SaveModelCallback
+    ds = _biased(128, 0)
+    ule = ULE()
+    l = _learner(ds, 0, [ule])
+    with l.no_bar(), l.no_logging(): l.fit(2, cbs=[SaveModelCallback(monitor='valid_loss', fname='best', every_epoch=True)])
+    saved = torch.load(l.path/l.model_dir/'model_1.pth', weights_only=True)
+    s_keys = [k for k in saved if k.startswith('ule_student.')]
+    assert len(s_keys) == len(ule.student.state_dict())
+    reinit(l.model); reinit(ule.student)
+    l.load('model_1')
+    for k, v in ule.student.state_dict().items(): assert torch.equal(v, saved['ule_student.' + k])
+    for k, v in l.model.state_dict().items(): assert torch.equal(v, saved[k])
+
+def test_student_on_the_learners_device_and_follows_the_schedule():
+    import fastai.callback.schedule  # noqa: F401 (fit_one_cycle)
+    ule = ULE(output='logit')
+    l = _learner(_biased(64, 0), 0, [ule])
+    lrs = []
+    class _Watch(Callback):
+        order = ULE.order + 1
+        def after_batch(self):
+            if self.training: lrs.append((ule.sopt.hypers[0]['lr'], self.learn.opt.hypers[0]['lr']))
+    with l.no_bar(), l.no_logging(): l.fit_one_cycle(2, 0.05, cbs=[_Watch()])
+    assert len(lrs) == 4 and all(a == b for a, b in lrs) and len(set(a for a, _ in lrs)) > 1
+    assert next(ule.student.parameters()).device == next(l.model.parameters()).device
+
+def test_cost_benchmark_runs_small():
+    spec = importlib.util.spec_from_file_location('ule_cost', ROOT/'benchmarks'/'ule_cost.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    rows = mod.main(reps=2, arch='small_cnn', bs=8, size=28, threads=1, with_memory=False)
+    assert [r['step'] for r in rows] == ['erm', 'naive', 'ule_logit', 'ule_loss']
+    assert all(r['time_ratio'] > 1 for r in rows[1:])
+    out = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'ule_cost.py'), '--small'], capture_output=True, text=True, check=True).stdout
+    assert 'x ERM' in out and 'ule_loss' in out
