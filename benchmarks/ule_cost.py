@@ -1,12 +1,13 @@
 """Cost of a ULE step (student and teacher on one batch) as a ratio to an ERM step: same model, same batch, one thread.
 
-Run: `python benchmarks/ule_cost.py [--reps N] [--small] [--arch masktune_cnn|small_cnn] [--bs 128] [--threads 1]`.
+Run: `python benchmarks/ule_cost.py [--reps N] [--small] [--arch masktune_cnn|small_cnn] [--bs 128] [--threads 1] [--format contiguous|channels_last]`.
 Times are medians of interleaved repetitions (as `benchmarks/masking_cost.py`); peak memory is the rise of the peak
-resident set over one step in a fresh process (CPU) or `torch.cuda.max_memory_allocated` (GPU), median of 3 processes.
+resident set over one step in a fresh process (CPU; Linux) or `torch.cuda.max_memory_allocated` (GPU), median of 3 processes.
 Steps compared: ERM (forward, backward, SGD step); the naive ULE step (the student: a forward and two backwards, its
 input gradient then its loss; the teacher: a forward, its input gradient with `create_graph=True` and a backward
 through it); and `spurnotes.ule`'s step for each differentiated output (for 'loss' the student's input and parameter
-gradients come from one backward).
+gradients come from one backward). Both memory formats by default: on CPUs channels_last makes the ERM step faster and
+the double backward slower.
 """
 import argparse, json, os, subprocess, sys, time
 import torch
@@ -16,12 +17,12 @@ from spurnotes.ule import student_step_grads, teacher_loss, output_of, ule_penal
 
 KINDS = ['erm', 'naive', 'ule_logit', 'ule_loss']
 
-def setup(arch='masktune_cnn', bs=128, size=28, seed=0, device='cpu'):
-    "Teacher, student, their SGD optimizers and one batch."
+def setup(arch='masktune_cnn', bs=128, size=28, seed=0, device='cpu', fmt='contiguous'):
+    "Teacher, student, their SGD optimizers and one batch; `fmt` the models' memory format."
     set_seed(seed)
     mk = (lambda: SmallCNN(3, 2, width=8, hidden=16)) if arch == 'small_cnn' else (lambda: make_backbone(arch, 3, 2))
     t, s = mk().to(device), mk().to(device)
-    if device == 'cpu': t, s = t.to(memory_format=torch.channels_last), s.to(memory_format=torch.channels_last)
+    if fmt == 'channels_last': t, s = t.to(memory_format=torch.channels_last), s.to(memory_format=torch.channels_last)
     opt = lambda m: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     x, y = torch.rand(bs, 3, size, size, device=device), torch.randint(0, 2, (bs,), device=device)
     return t, s, opt(t), opt(s), x, y
@@ -65,11 +66,11 @@ def _status(field):
         if line.startswith(field): return int(line.split()[1]) * 1024
     return None
 
-def one_step_memory(kind, arch, bs, size, threads):
+def one_step_memory(kind, arch, bs, size, threads, fmt='contiguous'):
     "Bytes by which one step of `kind` raises the peak memory (run in a fresh process)."
     torch.set_num_threads(threads)
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-    f = steps(*setup(arch, bs, size, device=dev))[kind]
+    f = steps(*setup(arch, bs, size, device=dev, fmt=fmt))[kind]
     if dev == 'cuda':
         torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
         f(); torch.cuda.synchronize(); return torch.cuda.max_memory_allocated() - base
@@ -78,26 +79,27 @@ def one_step_memory(kind, arch, bs, size, threads):
     except OSError: return None
     base = _status('VmRSS:'); f(); return _status('VmHWM:') - base
 
-def memory(kind, arch, bs, size, threads, procs=3):
+def memory(kind, arch, bs, size, threads, procs=3, fmt='contiguous'):
     "Median over `procs` fresh processes of `one_step_memory`."
     vals = []
     for _ in range(procs):
         out = subprocess.run([sys.executable, __file__, '--memory-of', kind, '--arch', arch, '--bs', str(bs), '--size', str(size),
-                              '--threads', str(threads)], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                              '--threads', str(threads), '--format', fmt], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         v = json.loads(out)
         if v is not None: vals.append(v)
     return sorted(vals)[len(vals) // 2] if vals else float('nan')
 
-def main(reps=20, arch='masktune_cnn', bs=128, size=28, threads=1, with_memory=True, procs=3):
-    "Print and return the table: ms per step, time ratio to ERM, peak memory and its ratio to ERM."
+def main(reps=20, arch='masktune_cnn', bs=128, size=28, threads=1, with_memory=True, procs=3, fmt='contiguous'):
+    "Print and return the table: ms per step, time ratio to ERM, peak memory and its ratio to ERM (models in memory format `fmt`)."
     torch.set_num_threads(threads)
-    fs = steps(*setup(arch, bs, size))
+    fs = steps(*setup(arch, bs, size, fmt=fmt))
     ts = dict(zip(KINDS, timeit([fs[k] for k in KINDS], reps)))
-    mem = {k: memory(k, arch, bs, size, threads, procs) for k in KINDS} if with_memory else {k: float('nan') for k in KINDS}
-    rows = [dict(step=k, ms=1e3 * ts[k], time_ratio=ts[k] / ts['erm'], peak_mib=mem[k] / 2**20, memory_ratio=mem[k] / mem['erm']) for k in KINDS]
-    print(f"{arch}, batch {bs}, {size}x{size}, {threads} thread(s), median of {reps} interleaved reps; memory: median of {procs} fresh processes")
-    print(f"{'step':<10} {'ms':>8} {'x ERM':>7} {'peak MiB':>9} {'x ERM':>7}")
-    for r in rows: print(f"{r['step']:<10} {r['ms']:8.1f} {r['time_ratio']:7.2f} {r['peak_mib']:9.1f} {r['memory_ratio']:7.2f}")
+    mem = {k: memory(k, arch, bs, size, threads, procs, fmt) for k in KINDS} if with_memory else {k: float('nan') for k in KINDS}
+    rows = [dict(step=k, format=fmt, ms=1e3 * ts[k], time_ratio=ts[k] / ts['erm'], peak_mib=mem[k] / 2**20, memory_ratio=mem[k] / mem['erm']) for k in KINDS]
+    print(f"{arch} ({fmt}), batch {bs}, {size}x{size}, {threads} thread(s), median of {reps} interleaved reps" +
+          (f"; memory: median of {procs} fresh processes" if with_memory else "; memory not measured"))
+    print(f"{'step':<10} {'ms':>8} {'x ERM':>7}" + (f" {'peak MiB':>9} {'x ERM':>7}" if with_memory else ""))
+    for r in rows: print(f"{r['step']:<10} {r['ms']:8.1f} {r['time_ratio']:7.2f}" + (f" {r['peak_mib']:9.1f} {r['memory_ratio']:7.2f}" if with_memory else ""))
     return rows
 
 if __name__ == '__main__':
@@ -107,12 +109,15 @@ if __name__ == '__main__':
     p.add_argument('--bs', type=int, default=128)
     p.add_argument('--size', type=int, default=28)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--format', default='both', choices=['both', 'contiguous', 'channels_last'], help="the models' memory format")
     p.add_argument('--small', action='store_true', help='tiny sizes (small_cnn, batch 16, 3 reps): a quick check that it runs')
     p.add_argument('--no-memory', action='store_true')
     p.add_argument('--memory-of', default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.memory_of:
         import warnings; warnings.filterwarnings('ignore')
-        print(json.dumps(one_step_memory(a.memory_of, a.arch, a.bs, a.size, a.threads)))
-    elif a.small: main(reps=3, arch='small_cnn', bs=16, size=28, threads=a.threads, with_memory=not a.no_memory, procs=1)
-    else: main(a.reps, a.arch, a.bs, a.size, a.threads, not a.no_memory)
+        print(json.dumps(one_step_memory(a.memory_of, a.arch, a.bs, a.size, a.threads, 'contiguous' if a.format == 'both' else a.format)))
+    else:
+        for fmt in (['contiguous', 'channels_last'] if a.format == 'both' else [a.format]):
+            if a.small: main(reps=3, arch='small_cnn', bs=16, size=28, threads=a.threads, with_memory=not a.no_memory, procs=1, fmt=fmt)
+            else: main(a.reps, a.arch, a.bs, a.size, a.threads, not a.no_memory, fmt=fmt)

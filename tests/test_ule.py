@@ -21,7 +21,7 @@ def _penalty_grad_fd(penalty, norm, output, seed):
         p = net(xx)
         return teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, penalty=penalty, output=output, norm=norm)[1]
     params = list(net.parameters())
-    auto = torch.autograd.grad(pen(), params)
+    auto = [torch.zeros_like(w) if a is None else a for w, a in zip(params, torch.autograd.grad(pen(), params, allow_unused=True))]  # the last bias never reaches an input gradient
     for w, a in zip(params, auto):
         for idx in itertools.product(*map(range, w.shape)):
             old = w[idx].item()
@@ -98,11 +98,11 @@ def test_save_load_round_trips_both_models_and_best_checkpoint():
     ule = ULE()
     l = _learner(ds, 0, [ule])
     with l.no_bar(), l.no_logging(): l.fit(2, cbs=[SaveModelCallback(monitor='valid_loss', fname='best', every_epoch=True)])
-    saved = torch.load(l.path/l.model_dir/'model_1.pth', weights_only=True)
+    saved = torch.load(l.path/l.model_dir/'best_1.pth', weights_only=True)
     s_keys = [k for k in saved if k.startswith('ule_student.')]
     assert len(s_keys) == len(ule.student.state_dict())
     reinit(l.model); reinit(ule.student)
-    l.load('model_1')
+    l.load('best_1')
     for k, v in ule.student.state_dict().items(): assert torch.equal(v, saved['ule_student.' + k])
     for k, v in l.model.state_dict().items(): assert torch.equal(v, saved[k])
 
@@ -125,5 +125,5 @@ def test_cost_benchmark_runs_small():
     rows = mod.main(reps=2, arch='small_cnn', bs=8, size=28, threads=1, with_memory=False)
     assert [r['step'] for r in rows] == ['erm', 'naive', 'ule_logit', 'ule_loss']
     assert all(r['time_ratio'] > 1 for r in rows[1:])
-    out = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'ule_cost.py'), '--small'], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'ule_cost.py'), '--small', '--no-memory', '--format', 'contiguous'], capture_output=True, text=True, check=True).stdout
     assert 'x ERM' in out and 'ule_loss' in out
