@@ -41,7 +41,7 @@ def test_every_class_attribute_pair_equally_often_over_a_training_epoch(dob):
     pv, n = class_pvalues(pairs, 2, 2)
     assert min(pv) > 1e-3, n
     # the same test has the power to reject a draw that follows the label
-    cb = SpuriousMix(dob.spurious, p=0.5, probs=attr_probs('label', dob.info), record=True)
+    cb = SpuriousMix(dob.spurious, p=0.5, probs=attr_probs('train', dob.info), record=True)
     fit_one(tiny_learner(dob), cb)
     assert max(class_pvalues(torch.cat(cb.pairs), 2, 2)[0]) < 1e-6
 
@@ -115,7 +115,7 @@ def test_other_bad_mixing_settings(dob):
     with pytest.raises(ValueError, match="rows sum to 1"): SpuriousMix(dob.spurious, probs=torch.tensor([[0.5, 0.6], [0.5, 0.5]]))
     only_one = GroupDataset(dob.spurious.x[:3], dob.spurious.y[:3], torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"no example of attribute\(s\) \[1\]"): SpuriousMix(only_one, probs=attr_probs('uniform', dob.info))
-    with pytest.raises(ValueError, match="expected 'uniform', 'label' or 'counter'"): attr_probs('balanced', dob.info)
+    with pytest.raises(ValueError, match="expected 'uniform', 'train' or 'counter'"): attr_probs('balanced', dob.info)
 
 def test_group_labelled_set_that_lacks_a_group(dob):
     info = dob.info
