@@ -226,7 +226,9 @@ class ULEHistory(Callback):
         self.dls, self.rows = dls, []
     def before_fit(self): self._info = self.learn.info   # kept for `frame` after the fit
     def after_epoch(self):
-        models = [('teacher', self.learn.model), ('student', self.learn.ule.student)]
+        ule = [cb for cb in self.learn.cbs if isinstance(cb, ULE)]   # by type: subclasses have other names
+        if not ule: raise ValueError("ULEHistory: no ULE callback on the learner; expected one (learn.add_cb(ULE(...)) or cbs=[ULE(...)]).")
+        models = [('teacher', self.learn.model), ('student', ule[0].student)]
         for who, m in models:
             for split, dl in self.dls.items():
                 c, t = group_correct_total(*model_preds(m, dl), self._info)
