@@ -23,13 +23,14 @@ from fastai.optimizer import SGD
 from fastai.torch_core import default_device, set_seed as _fastai_set_seed
 
 # %% auto #0
-__all__ = ['IMAGENET_STATS', 'RESULT_COLUMNS', 'GroupInfo', 'group_counts_of', 'GroupDataset', 'group_dl', 'group_dls',
-           'get_device', 'set_seed', 'group_correct_total', 'accuracy_from_counts', 'group_accuracies',
-           'plain_accuracy', 'train_weighted_accuracy', 'mean_group_accuracy', 'worst_group_accuracy', 'GroupMetric',
-           'WorstGroupAccuracy', 'PlainAccuracy', 'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy',
-           'group_metrics', 'GroupCrossEntropy', 'MaskTuneCNN', 'SmallCNN', 'mlp', 'cam_layer', 'Normalize',
-           'TorchvisionNet', 'make_backbone', 'erm_learner', 'get_group_preds', 'group_report', 'learner_group_report',
-           'plot_group_report', 'write_results', 'save_figure']
+__all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'RESULT_COLUMNS', 'GroupInfo', 'group_counts_of',
+           'GroupDataset', 'group_dl', 'group_dls', 'get_device', 'set_seed', 'group_correct_total',
+           'accuracy_from_counts', 'group_accuracies', 'plain_accuracy', 'train_weighted_accuracy',
+           'mean_group_accuracy', 'worst_group_accuracy', 'GroupMetric', 'WorstGroupAccuracy', 'PlainAccuracy',
+           'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy', 'group_metrics', 'GroupCrossEntropy',
+           'MaskTuneCNN', 'SmallCNN', 'mlp', 'Normalize', 'cam_layer', 'tv_weights', 'weights_path', 'load_tv_weights',
+           'backbone_transform', 'TorchvisionNet', 'make_backbone', 'erm_learner', 'get_group_preds', 'group_report',
+           'learner_group_report', 'plot_group_report', 'write_results', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #0979d598
 @dataclass
@@ -223,7 +224,7 @@ class GroupCrossEntropy(CrossEntropyLossFlat):
 # %% ../nbs/00_core.ipynb #e76fa6db
 class MaskTuneCNN(nn.Module):
     "The MaskTune authors' Biased-MNIST network: 4 unpadded conv-BN-ReLU (16, 16, 32, 32; max-pool after the 2nd and 4th), 512-256-classes head."
-    cam_layer = 'features'   # the ReLU after the 4th convolution: 8x8 maps on 28x28 inputs
+    arch = 'masktune_cnn'   # its CAM layer, `features`, is the ReLU after the 4th convolution: 8x8 maps on 28x28 inputs
     def __init__(self, in_channels:int=3, n_classes:int=2):
         super().__init__()
         cbr = lambda i, o: [nn.Conv2d(i, o, 3), nn.BatchNorm2d(o), nn.ReLU()]
@@ -233,7 +234,7 @@ class MaskTuneCNN(nn.Module):
 
 class SmallCNN(nn.Module):
     "Two conv blocks (conv-BN-ReLU, max-pool after the first), then max-pool to 7x7 and a two-layer head (location-aware, like MNIST CNNs)."
-    cam_layer = 'features'
+    arch = 'small_cnn'
     def __init__(self, in_channels:int=3, n_classes:int=2, width:int=32, hidden:int=128):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2))
@@ -247,11 +248,6 @@ def mlp(n_in:int, hidden=(256,), n_out:int=10):
     for h in hidden: layers += [nn.Linear(d, h), nn.ReLU()]; d = h
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
-def cam_layer(model:nn.Module):
-    "The module whose output saliency methods explain: `model.cam_layer` names it (default `features`)."
-    name = getattr(model, 'cam_layer', 'features')
-    try: return model.get_submodule(name)
-    except AttributeError: raise ValueError(f"{type(model).__name__} has no submodule {name!r}: set the model's `cam_layer` attribute to the name of its last conv block.") from None
 
 # %% ../nbs/00_core.ipynb #0c5a7673
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -263,27 +259,106 @@ class Normalize(nn.Module):
         self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1)); self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
     def forward(self, x): return (x - self.mean) / self.std
 
+# torchvision name -> (its last conv block: the CAM layer, its classification layer), paths inside the torchvision model
+TORCHVISION_BACKBONES = {
+    'resnet18': ('layer4', 'fc'), 'resnet34': ('layer4', 'fc'), 'resnet50': ('layer4', 'fc'), 'resnet101': ('layer4', 'fc'),
+    'wide_resnet50_2': ('layer4', 'fc'),
+    'densenet121': ('features', 'classifier'),             # features ends in BatchNorm; torchvision applies the ReLU in forward
+    'efficientnet_b0': ('features', 'classifier.1'),
+    'convnext_tiny': ('features', 'classifier.2'),
+    'mobilenet_v3_large': ('features', 'classifier.3'),
+    'vgg16_bn': ('features', 'classifier.6')}
+
+# every backbone `make_backbone` builds -> the module `cam_layer` returns, as a path in the model it returns
+CAM_LAYERS = {'masktune_cnn': 'features', 'small_cnn': 'features', 'mlp': None,
+              **{k: f'net.{cam}' for k, (cam, _) in TORCHVISION_BACKBONES.items()}}
+
+def cam_layer(model:nn.Module):
+    "The module whose output saliency methods explain: `CAM_LAYERS[model.arch]`, else the model's `cam_layer` attribute (default `features`)."
+    arch = getattr(model, 'arch', None)
+    name = CAM_LAYERS[arch] if arch in CAM_LAYERS else getattr(model, 'cam_layer', 'features')
+    if name is None: raise ValueError(f"Backbone {arch!r} has no convolutional layer to explain: saliency methods need a CNN ({[k for k, v in CAM_LAYERS.items() if v]}).")
+    try: return model.get_submodule(name)
+    except AttributeError: raise ValueError(f"{type(model).__name__} has no submodule {name!r}: set the model's `cam_layer` attribute to the name of its last conv block.") from None
+
+def _check_arch(arch):
+    if arch not in TORCHVISION_BACKBONES:
+        raise ValueError(f"Unknown backbone {arch!r}: expected 'masktune_cnn', 'small_cnn', 'mlp' or a torchvision model of "
+                         f"TORCHVISION_BACKBONES ({', '.join(TORCHVISION_BACKBONES)}); add a name there with its CAM and head layers.")
+
+def tv_weights(arch:str='resnet50', weights:str='DEFAULT'):
+    "torchvision's weights enum member `weights` ('DEFAULT', 'IMAGENET1K_V2', ...) of `arch`."
+    import torchvision
+    try: ws = torchvision.models.get_model_weights(arch)
+    except ValueError: _check_arch(arch); raise
+    try: return ws.DEFAULT if weights == 'DEFAULT' else ws[weights]
+    except KeyError: raise ValueError(f"No torchvision weights {weights!r} for {arch!r}: expected 'DEFAULT' or one of {[w.name for w in ws]}.") from None
+
+def weights_path(arch:str='resnet50', weights:str='DEFAULT'):
+    "torchvision's weights enum for `arch` and `weights`, and the file where torchvision caches it (under `$TORCH_HOME`)."
+    import os
+    w = tv_weights(arch, weights)
+    return w, Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(w.url)
+
+def load_tv_weights(net:nn.Module, arch:str, weights:str='DEFAULT', download:bool=False):
+    "Load torchvision's weights into `net` (a torchvision `arch`) from the cache; fetch them only with `download=True`."
+    w, path = weights_path(arch, weights)
+    if not path.exists() and not download:
+        raise FileNotFoundError(f"The weights {w} of {arch} are not in torchvision's cache: expected {path}. "
+                                f"Download them where a network exists (torchvision.models.{arch}(weights='{weights}'), or pass download=True), "
+                                f"or copy the file there; TORCH_HOME moves the cache.")
+    sd = torch.load(path, map_location='cpu', weights_only=True) if path.exists() else w.get_state_dict(progress=False, check_hash=False)
+    try: net.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"The weights file {path} does not fit {arch}: {str(e).splitlines()[0]}") from None
+    return w
+
+def backbone_transform(arch:str='resnet50', weights:str|None='DEFAULT', size:int|None=None):
+    "The weights' evaluation preprocessing (resize, centre crop, interpolation) to a `[0, 1]` tensor, without normalisation (the model does it)."
+    import torchvision.transforms.v2 as T
+    if weights is None: resize, crop, interp = 256, 224, T.InterpolationMode.BILINEAR
+    else:
+        p = tv_weights(arch, weights).transforms()
+        resize, crop, interp = p.resize_size[0], p.crop_size[0], p.interpolation
+    if size is not None: resize, crop = int(round(size * resize / crop)), size
+    return T.Compose([T.ToImage(), T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(crop), T.ToDtype(torch.float32, scale=True)])
+
 class TorchvisionNet(nn.Module):
-    "A torchvision ResNet behind ImageNet normalisation, with an `n_classes` head; `features` is its last stage."
-    cam_layer = 'net.layer4'
-    def __init__(self, arch:str='resnet18', n_classes:int=2, pretrained:bool=False):
+    "A torchvision classifier of `TORCHVISION_BACKBONES` behind its weights' normalisation, with a new `n_classes` head."
+    def __init__(self, arch:str='resnet18',          # a key of `TORCHVISION_BACKBONES`
+                 n_classes:int=2,                    # classes of the new head
+                 pretrained:bool=False,              # shorthand for weights='DEFAULT'
+                 weights:str|None=None,              # torchvision weights name ('DEFAULT', 'IMAGENET1K_V1', ...); None: random
+                 download:bool=False):               # fetch the weights when they are not in torchvision's cache
         super().__init__()
         import torchvision
-        if not hasattr(torchvision.models, arch) or not arch.startswith('resnet'):
-            raise ValueError(f"arch={arch!r}: expected a torchvision ResNet name such as 'resnet18' or 'resnet50'.")
-        self.normalize = Normalize(*IMAGENET_STATS)
-        self.net = getattr(torchvision.models, arch)(weights='DEFAULT' if pretrained else None)
-        self.net.fc = nn.Linear(self.net.fc.in_features, n_classes)
+        _check_arch(arch)
+        if pretrained and weights is None: weights = 'DEFAULT'
+        self.arch = arch
+        self.net = torchvision.models.get_model(arch, weights=None)
+        stats = IMAGENET_STATS
+        if weights is not None:
+            p = load_tv_weights(self.net, arch, weights, download).transforms()
+            stats = (list(p.mean), list(p.std))
+        self.normalize = Normalize(*stats)
+        head = TORCHVISION_BACKBONES[arch][1]
+        old = self.net.get_submodule(head)
+        parent, _, leaf = head.rpartition('.')
+        setattr(self.net.get_submodule(parent) if parent else self.net, leaf, nn.Linear(old.in_features, n_classes))
     @property
-    def features(self): return self.net.layer4
+    def features(self): return self.net.get_submodule(TORCHVISION_BACKBONES[self.arch][0])
+    @property
+    def head(self): return self.net.get_submodule(TORCHVISION_BACKBONES[self.arch][1])
     def forward(self, x): return self.net(self.normalize(x))
 
-def make_backbone(arch:str='small_cnn', in_channels:int=3, n_classes:int=2, pretrained:bool=False):
-    "A backbone by name: 'masktune_cnn', 'small_cnn', 'mlp' (for 28x28 inputs) or a torchvision ResNet ('resnet18', 'resnet50', ...)."
+def make_backbone(arch:str='small_cnn', in_channels:int=3, n_classes:int=2, pretrained:bool=False,
+                  weights:str|None=None,   # torchvision weights name for a torchvision `arch`; None: random (or 'DEFAULT' if `pretrained`)
+                  download:bool=False):    # fetch missing torchvision weights (needs a network)
+    "A backbone by name: 'masktune_cnn', 'small_cnn', 'mlp' (for 28x28 inputs) or a torchvision model of `TORCHVISION_BACKBONES`."
     if arch == 'masktune_cnn': return MaskTuneCNN(in_channels, n_classes)
     if arch == 'small_cnn': return SmallCNN(in_channels, n_classes)
-    if arch == 'mlp': return mlp(in_channels * 28 * 28, (256,), n_classes)
-    return TorchvisionNet(arch, n_classes, pretrained)
+    if arch == 'mlp': m = mlp(in_channels * 28 * 28, (256,), n_classes); m.arch = 'mlp'; return m
+    if in_channels != 3: raise ValueError(f"{arch} takes RGB images: in_channels={in_channels}, expected 3 (repeat grey images to 3 channels).")
+    return TorchvisionNet(arch, n_classes, pretrained, weights, download)
 
 # %% ../nbs/00_core.ipynb #5ff58cff
 def erm_learner(dls:DataLoaders,       # from `group_dls`: batches (x, y, a)
