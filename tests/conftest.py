@@ -37,3 +37,44 @@ def make_mnist(root, folder='MNIST', n_train=40, n_test=10, seed=0):
         (raw/f'{split}-images-idx3-ubyte').write_bytes(struct.pack('>IIII', 2051, n, 28, 28) + x.tobytes())
         (raw/f'{split}-labels-idx1-ubyte').write_bytes(struct.pack('>II', 2049, n) + (np.arange(n) % 10).astype(np.uint8).tobytes())
     return root
+
+
+def _tiny_image(path, colour):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new('RGB', (8, 8), colour).save(path)
+
+
+def make_spawrious(root, n=10, envs=(0, 1)):
+    "Spawrious' release layout: root/spawrious224/{env}/{location}/{breed}/<n images>.png, every location and breed."
+    from spurnotes.data import SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS
+    for env in envs:
+        for li, loc in enumerate(SPAWRIOUS_LOCATIONS):
+            for ci, breed in enumerate(SPAWRIOUS_CLASSES):
+                for i in range(n): _tiny_image(root/'spawrious224'/str(env)/loc/breed/f"{i:04d}.png", (40 * li, 60 * ci, 10 * i))
+    return root
+
+
+def make_urbancars(root, n_train=(5, 1), n_eval=2):
+    """UrbanCars' layout: root/urbancars/bg-0.95_co_occur_obj-0.95/train/obj-X_bg-Y_co_occur_obj-Z/*.jpg and bg-0.5_co_occur_obj-0.5/{val,test}.
+    Training folders get n_train[0] images when bg and co-occurring object agree with the car, n_train[1] otherwise."""
+    names = ['urban', 'country']
+    for ratio, split in ((0.95, 'train'), (0.5, 'val'), (0.5, 'test')):
+        for o in range(2):
+            for b in range(2):
+                for c in range(2):
+                    k = (n_train[0] if (b == o and c == o) else n_train[1]) if split == 'train' else n_eval
+                    d = root/'urbancars'/f"bg-{ratio}_co_occur_obj-{ratio}"/split/f"obj-{names[o]}_bg-{names[b]}_co_occur_obj-{names[c]}"
+                    d.mkdir(parents=True, exist_ok=True)
+                    for i in range(k): _tiny_image(d/f"{i:05d}.jpg", (200 * o, 100 * b, 100 * c))
+    return root
+
+
+def make_imagenet9(root, n=2, train_dir='original', variants=('original', 'mixed_same', 'mixed_rand', 'only_fg')):
+    "ImageNet-9 backgrounds: root/<train_dir>/{train,val}/<class>/*.JPEG and root/bg_challenge/<variant>/val/<class>/*.JPEG."
+    from spurnotes.data import IN9_CLASSES
+    folders = [root/train_dir/'train', root/train_dir/'val'] + [root/'bg_challenge'/v/'val' for v in variants]
+    for f in folders:
+        for k, c in enumerate(IN9_CLASSES):
+            for i in range(n): _tiny_image(f/c/f"n0000000{k}_{i}.JPEG", (25 * k, 0, 0))
+    return root

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-from conftest import make_waterbirds, make_mnist
+from conftest import make_waterbirds, make_mnist, make_spawrious, make_urbancars, make_imagenet9
 from spurnotes.data import load_waterbirds, load_celeba, load_torchvision, load_dataset
 
 def _img(path, colour=(0, 128, 255), size=(40, 30)):
@@ -170,3 +170,178 @@ def test_mnist_source_uses_the_authors_split(tmp_path):
     d = biased_digits(source='mnist', data_root=tmp_path, n_train=400)
     assert len(d.train) == 400 and len(d['test_biased']) == 50 and d.source == 'mnist'
     with pytest.raises(ValueError, match="keeps MNIST's official 10,000 test digits"): digit_splits(source='mnist', data_root=tmp_path, test_frac=0.3)
+
+
+# ---- Spawrious: spawrious224/{env}/{location}/{breed}/* ----
+from spurnotes.data import (load_spawrious, spawrious_files, load_urbancars, load_imagenet9, SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS,
+                            IN9_CLASSES, GroupBalancedDL, RandomResizedCropFlip, balanced_dl, SpuriousData)
+from spurnotes.core import GroupDataset, GroupInfo
+
+def _check_paths(ds, classes, attrs, depth=1):
+    "Each file's folders name its label and attribute (the loader read them from the layout, not from file order)."
+    for f, y, a in zip(ds.files, ds.y.tolist(), ds.a.tolist()):
+        assert f.parts[-2] == classes[y] and f.parts[-3] == attrs[a], (f, y, a)
+
+@pytest.fixture(scope='module')
+def spawrious(tmp_path_factory): return make_spawrious(tmp_path_factory.mktemp('spaw'), n=10)
+
+def test_spawrious_o2o(spawrious):
+    "O2O with total=10: 9 + 8 images of a breed's own location from folders 0 and 1, 1 + 2 of the filler; test: its test location, both folders."
+    d = load_spawrious(spawrious, 'o2o_easy', size=16, total=10)
+    for s in ('train', 'valid', 'test'): _check_paths(d[s], SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS)
+    assert len(d.train) + len(d.valid) == 4 * 20 and len(d['test']) == 4 * 20
+    assert len(d.valid) == 4 * (round(0.2 * 17) + round(0.2 * 3))   # 20% of every training group
+    own = {'bulldog': 'desert', 'dachshund': 'jungle', 'labrador': 'dirt', 'corgi': 'snow'}
+    test = {'bulldog': 'dirt', 'dachshund': 'snow', 'labrador': 'desert', 'corgi': 'jungle'}
+    counts = d.summary()
+    for b in SPAWRIOUS_CLASSES:
+        assert counts.loc[f"{b} / {own[b]}", ['train', 'valid']].sum() == 17 and counts.loc[f"{b} / beach", ['train', 'valid']].sum() == 3
+        assert counts.loc[f"{b} / {test[b]}", 'test'] == 20 and counts.loc[[f"{b} / {l}" for l in SPAWRIOUS_LOCATIONS], 'test'].sum() == 20
+    files = spawrious_files(spawrious, 'o2o_easy', total=10)['train']
+    env0_own = sorted(f.name for f, y, a in files if f.parts[-4] == '0' and y == 0 and a == SPAWRIOUS_LOCATIONS.index('desert'))
+    assert env0_own == [f"{i:04d}.png" for i in range(9)]   # the first int(0.97 * total) names in sorted order
+    x, y, a = d.train[0]
+    assert x.shape == (3, 16, 16) and d.info.n_groups == 24 and d.info.train_counts.sum() == len(d.train)
+
+def test_spawrious_m2m(tmp_path):
+    "M2M reads folder 0 only: each breed of a pair trains on both of the pair's locations and is tested on the pair's two others."
+    root = make_spawrious(tmp_path, n=3, envs=(0,))
+    d = load_dataset('spawrious_m2m_hard', root, size=16, total=10)
+    assert d.name == 'spawrious_m2m_hard'
+    locs = lambda ds, b: {SPAWRIOUS_LOCATIONS[a] for y, a in zip(ds.y.tolist(), ds.a.tolist()) if SPAWRIOUS_CLASSES[y] == b}
+    trv = {b: locs(d.train, b) | locs(d.valid, b) for b in SPAWRIOUS_CLASSES}
+    assert trv == {'bulldog': {'dirt', 'jungle'}, 'dachshund': {'dirt', 'jungle'}, 'labrador': {'snow', 'beach'}, 'corgi': {'snow', 'beach'}}
+    assert {b: locs(d['test'], b) for b in SPAWRIOUS_CLASSES} == {'bulldog': {'snow', 'beach'}, 'dachshund': {'snow', 'beach'}, 'labrador': {'dirt', 'jungle'}, 'corgi': {'dirt', 'jungle'}}
+    assert len(d.train) + len(d.valid) == 4 * 2 * 3 and len(d['test']) == 4 * 2 * 3
+
+def test_spawrious_holdout_is_seeded_and_disjoint(spawrious):
+    a, b, c = (load_spawrious(spawrious, 'o2o_hard', size=8, total=10, seed=s) for s in (0, 0, 1))
+    assert a.valid.files == b.valid.files and a.valid.files != c.valid.files
+    assert not set(a.train.files) & set(a.valid.files)
+    assert sorted(a.train.files + a.valid.files) == sorted(f for f, _, _ in spawrious_files(spawrious, 'o2o_hard', total=10)['train'])
+
+def test_spawrious_missing(tmp_path, spawrious):
+    with pytest.raises(FileNotFoundError, match=r"spawrious224/ not found.*spawrious224/\{0,1\}/\{location\}/\{breed\}.*spawrious224__o2o_medium.tar.gz"):
+        load_spawrious(tmp_path, 'o2o_medium')
+    with pytest.raises(FileNotFoundError, match=r"spawrious224__entire_dataset.tar.gz"): load_spawrious(tmp_path, 'm2m_easy')
+    (tmp_path/'spawrious224'/'0'/'desert').mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"The Spawrious folder 0/desert/bulldog not found"): load_spawrious(tmp_path, 'o2o_easy')
+    with pytest.raises(ValueError, match=r"Unknown Spawrious benchmark 'o2o_extreme'.*'m2m_hard'"): load_spawrious(spawrious, 'o2o_extreme')
+    with pytest.raises(ValueError, match="Unknown dataset 'spawrious_o2o_extreme'"): load_dataset('spawrious_o2o_extreme', spawrious)
+
+# ---- UrbanCars: 8 groups of (car, background, co-occurring object) ----
+def test_urbancars(tmp_path):
+    root = make_urbancars(tmp_path, n_train=(5, 1), n_eval=2)
+    d = load_dataset('urbancars', root, size=16)
+    assert [len(d[s]) for s in ('train', 'valid', 'test')] == [2 * 5 + 6 * 1, 16, 16]
+    assert d.info.n_groups == 8 and d.info.n_attrs == 4
+    np.testing.assert_array_equal(d.info.train_counts, [[5, 1, 1, 1], [1, 1, 1, 5]])   # a = 2 * bg + co_occur_obj; both agree: a = 3y
+    for f, y, a in zip(d.train.files, d.train.y.tolist(), d.train.a.tolist()):
+        n = ['urban', 'country']
+        assert f.parent.name == f"obj-{n[y]}_bg-{n[a // 2]}_co_occur_obj-{n[a % 2]}"
+    assert d['test'][0][0].shape == (3, 16, 16)
+
+def test_urbancars_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"urbancars/ not found.*bg-0.95_co_occur_obj-0.95/train/obj-\{o\}_bg-\{b\}_co_occur_obj-\{c\}.*CREATE_URBANCARS.md"):
+        load_urbancars(tmp_path)
+    root = make_urbancars(tmp_path/'u')
+    import shutil; shutil.rmtree(root/'urbancars'/'bg-0.5_co_occur_obj-0.5'/'test'/'obj-country_bg-urban_co_occur_obj-country')
+    with pytest.raises(FileNotFoundError, match=r"bg-0.5_co_occur_obj-0.5/test/obj-country_bg-urban_co_occur_obj-country not found"): load_urbancars(root)
+
+# ---- ImageNet-9 backgrounds ----
+def test_imagenet9(tmp_path):
+    root = make_imagenet9(tmp_path, n=2)
+    d = load_dataset('imagenet9', root, size=16)
+    assert list(d.splits) == ['train', 'valid', 'test_original', 'test_mixed_same', 'test_mixed_rand', 'test_only_fg']
+    assert d.test_splits == ['test_original', 'test_mixed_same', 'test_mixed_rand', 'test_only_fg']
+    for s in d.splits:
+        assert len(d[s]) == 18 and [IN9_CLASSES.index(f.parent.name) for f in d[s].files] == d[s].y.tolist()
+    assert d['test_mixed_rand'].files[0].parts[-4:-2] == ('mixed_rand', 'val') and d.train.a.sum() == 0
+    assert d.info.class_names[2] == 'wheeled vehicle' and d.info.n_groups == 9
+    assert d.valid[0][0].shape == (3, 16, 16)
+
+def test_imagenet9_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"The ImageNet-9 folder original/train not found.*bg_challenge/<variant>/val/<class>.*backgrounds_challenge_data.tar.gz"):
+        load_imagenet9(tmp_path)
+    root = make_imagenet9(tmp_path/'in9', n=1)
+    with pytest.raises(FileNotFoundError, match="bg_challenge/no_fg/val not found"): load_imagenet9(root, variants=['original', 'no_fg'])
+    with pytest.raises(ValueError, match=r"Unknown ImageNet-9 variants \['mixed_up'\]"): load_imagenet9(root, variants=['mixed_up'])
+    import shutil; shutil.rmtree(root/'original'/'train'/'06_musical instrument')
+    with pytest.raises(FileNotFoundError, match="class folder '06_musical instrument' not found"): load_imagenet9(root)
+
+# ---- group-balanced sampling ----
+def _skewed(sizes=(500, 50, 30, 20), seed=0):
+    y = torch.cat([torch.full((n,), g // 2) for g, n in enumerate(sizes)]); a = torch.cat([torch.full((n,), g % 2) for g, n in enumerate(sizes)])
+    return GroupDataset(torch.rand(len(y), 1, 4, 4, generator=torch.Generator().manual_seed(seed)), y, a, idx=torch.arange(len(y)))
+
+def test_group_balanced_epoch_counts():
+    "Over an epoch each group is drawn bs // G times a batch plus a Binomial(n_batches, (bs % G) / G) share of the rest; members cycle."
+    from scipy.stats import binom
+    ds = _skewed()
+    dl = balanced_dl(ds, bs=30, seed=0, device='cpu')
+    assert len(dl) == 600 // 30
+    for epoch in range(3):
+        groups, seen = [], []
+        for x, y, a in dl:
+            g = 2 * y + a
+            c = torch.bincount(g, minlength=4)
+            assert c.max() - c.min() <= 1 and c.sum() == 30
+            groups.append(g); seen.append(x)
+        counts = torch.bincount(torch.cat(groups), minlength=4)
+        lo, hi = binom.ppf([1e-6, 1 - 1e-6], 20, 2 / 4)
+        assert ((counts >= 20 * 7 + lo) & (counts <= 20 * 7 + hi)).all(), counts
+        chi2 = (((counts - 150.) ** 2) / 150.).sum()
+        assert chi2 < 16.27   # the 0.999 quantile of chi-square with 3 degrees of freedom
+    # members: the 20-image group is cycled (each member 7 or 8 times in ~150 draws), the 500-image group never repeats in an epoch
+    idx = torch.as_tensor(dl.get_idxs())
+    g = 2 * ds.y[idx] + ds.a[idx]
+    small = torch.bincount(idx[g == 3], minlength=600)[ds.y * 2 + ds.a == 3]
+    assert small.min() >= small.max() - 1
+    big = idx[g == 0]
+    assert len(big.unique()) == len(big)
+
+def test_group_balanced_unshuffled_is_every_example_once():
+    ds = _skewed()
+    dl = balanced_dl(ds, bs=30, seed=0, device='cpu').new(shuffle=False, drop_last=False)
+    assert torch.cat([x for x, _, _ in dl]).shape[0] == 600 and torch.equal(torch.as_tensor(dl.get_idxs()), torch.arange(600))
+    with pytest.raises(ValueError, match="bs=3 is below the 4 groups present"): balanced_dl(ds, bs=3)
+
+def test_group_balanced_dls_on_images(spawrious):
+    "SpuriousData.dls(balanced=True) on lazily read images: batches hold the present groups equally."
+    d = load_spawrious(spawrious, 'o2o_easy', size=8, total=10)
+    dls = d.dls(bs=16, seed=0, device='cpu', balanced=True, num_workers=0)
+    assert isinstance(dls.train, GroupBalancedDL)
+    x, y, a = dls.one_batch()
+    c = torch.bincount(y * 6 + a, minlength=24)
+    assert x.shape == (16, 3, 8, 8) and (c[c > 0] == 2).all() and (c > 0).sum() == 8   # 8 (breed, location) groups, 2 each
+
+# ---- training-time augmentation on the device ----
+def test_random_resized_crop_flip_shapes_and_crop():
+    x = torch.linspace(0, 1, 32).expand(5, 3, 32, 32).contiguous()   # value = horizontal position
+    aug = RandomResizedCropFlip(size=24, scale=(0.25, 0.25), ratio=(1, 1), p_flip=0., seed=0)
+    out = aug(x, split_idx=0)
+    assert out.shape == (5, 3, 24, 24) and out.dtype == x.dtype
+    width = out[:, 0, 0, -1] - out[:, 0, 0, 0]
+    assert torch.allclose(width, torch.full((5,), 0.5 * 23 / 24), atol=0.03)   # a crop of half the side, resampled
+    again = RandomResizedCropFlip(size=24, scale=(0.25, 0.25), ratio=(1, 1), p_flip=0., seed=0)(x, split_idx=0)
+    assert torch.equal(out, again)   # seeded: the same crops
+    y = torch.arange(5)
+    assert aug((x, y), split_idx=0)[1] is y   # labels pass through
+
+@pytest.mark.parametrize('device', ['cpu'] + (['cuda'] if torch.cuda.is_available() else []))
+def test_augmentation_runs_on_the_batch_device(device):
+    x = torch.rand(4, 3, 16, 16, device=device)
+    aug = RandomResizedCropFlip(seed=0)
+    out = aug(x, split_idx=0)
+    assert out.device == x.device and aug._gen.device.type == x.device.type
+
+def test_augmentation_touches_training_batches_only():
+    "Through SpuriousData.dls: validation batches are the stored images; training batches are flips of stored images."
+    g = torch.Generator().manual_seed(0)
+    tr, va = (GroupDataset(torch.rand(12, 3, 8, 8, generator=g), torch.arange(12) % 2, torch.arange(12) // 6) for _ in range(2))
+    d = SpuriousData('toy', GroupInfo(['0', '1'], ['p', 'q']), {'train': tr, 'valid': va}, [])
+    dls = d.dls(bs=6, seed=0, device='cpu', augment=RandomResizedCropFlip(scale=(1, 1), ratio=(1, 1), p_flip=1.))
+    assert torch.equal(torch.cat([b[0] for b in dls.valid]), va.x)
+    flipped = tr.x.flip(-1)
+    for xb, yb, ab in dls.train:
+        for img in xb: assert (flipped - img).abs().flatten(1).max(1).values.min() < 1e-5   # each is a stored image, flipped
