@@ -6,5 +6,5 @@ CI_PARAMS = {
     "03_masktune.ipynb": {"source": "sklearn", "n_train": None, "seeds": [0], "epochs": 2, "n_show": 3, "ablate_epochs": [1], "ablate_n_train": [], "ablate_factors": ["first version"], "ks": [], "ft_epochs": [2], "max_iterations": 1, "diag_epochs": 1},
     "04_data_mixing.ipynb": {"source": "sklearn", "n_train": 3000, "seeds": [0], "erm_epochs": 2, "ft_epochs": 1, "ll_epochs": 1, "dispel_s": [1.0, 0.8], "dispel_alpha": [1.0, 0.6], "dispel_C": [1.0, 0.1], "n_fits": 2, "pool_size": 500, "ablate_lams": [0.5], "ablate_beta": [2.0], "ablate_ps": [0.5], "ablate_draws": ["train"], "ablate_epochs": 1, "toy_n": 1000, "n_show": 3, "missing": "drop", "dispel_s_wide": [1.0, 0.5]},
     "05_ule.ipynb": {"source": "sklearn", "n_train": None, "seeds": [0], "epochs": 2, "warmup": 1, "sweep_seeds": [0], "lams": [3.0], "options": ["reimplementation"], "n_show": 3, "bench_reps": 1},
-    "06_benchmark.ipynb": {"source": "sklearn", "n_train": None, "seeds": [0, 1], "epochs": 2, "jtt_T": 1, "jtt_lam_up": 5},
+    "06_benchmark.ipynb": {"source": "sklearn", "n_train": None, "seeds": [0], "epochs": 2, "jtt_T": 1, "jtt_lam_up": 5, "mix_epochs": 1, "dispel_s": [1.0, 0.8], "dispel_alpha": [1.0, 0.6], "head_C": [1.0, 0.1], "n_fits": 2, "pool_size": 500},
 }
