@@ -345,3 +345,17 @@ def test_augmentation_touches_training_batches_only():
     flipped = tr.x.flip(-1)
     for xb, yb, ab in dls.train:
         for img in xb: assert (flipped - img).abs().flatten(1).max(1).values.min() < 1e-5   # each is a stored image, flipped
+
+def test_balanced_augmented_dls_train_an_erm_learner():
+    "The balanced, augmented DataLoaders go through a fastai fit and get_preds on the training set (fastai's new(shuffle=False))."
+    from spurnotes.core import erm_learner, make_backbone, get_group_preds
+    torch.set_num_threads(1)
+    ds = _skewed((60, 10, 10, 60))
+    ds = ds.replace(x=ds.x.repeat(1, 3, 7, 7))   # 28x28 RGB
+    d = SpuriousData('toy', GroupInfo(['0', '1'], ['p', 'q']), {'train': ds, 'valid': ds.subset(torch.arange(0, 140, 7))}, [])
+    d.info.train_counts = [[60, 10], [10, 60]]
+    learn = erm_learner(d.dls(bs=20, seed=0, device='cpu', balanced=True, augment=RandomResizedCropFlip(seed=0)), make_backbone('small_cnn', 3, 2), d.info)
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    assert len(learn.recorder.values) == 1 and all(np.isfinite(v) for v in learn.recorder.values[0])
+    probs, y, a = get_group_preds(learn, learn.dls.train.new(shuffle=False, drop_last=False))
+    assert probs.shape == (140, 2) and torch.equal(y, ds.y)
