@@ -24,7 +24,7 @@ from fastai.torch_core import default_device, set_seed as _fastai_set_seed
 
 # %% auto #0
 __all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'RESULT_COLUMNS', 'GroupInfo', 'group_counts_of',
-           'GroupDataset', 'group_dl', 'group_dls', 'get_device', 'set_seed', 'group_correct_total',
+           'GroupDataset', 'GroupDL', 'group_dl', 'group_dls', 'get_device', 'set_seed', 'group_correct_total',
            'accuracy_from_counts', 'group_accuracies', 'plain_accuracy', 'train_weighted_accuracy',
            'mean_group_accuracy', 'worst_group_accuracy', 'GroupMetric', 'WorstGroupAccuracy', 'PlainAccuracy',
            'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy', 'group_metrics', 'GroupCrossEntropy',
@@ -92,9 +92,18 @@ class GroupDataset(torch.utils.data.Dataset):
         "A copy with some fields replaced (e.g. `x=` patterned images); the others are shared, not copied."
         d = dict(x=self.x, y=self.y, a=self.a, **self.extras); d.update(fields)
         return GroupDataset(**d)
+    def new_empty(self):
+        "An empty dataset with the same fields (what `learn.export` keeps of the data)."
+        return self.subset(torch.zeros(0, dtype=torch.long))
     def __repr__(self): return f"GroupDataset(n={len(self)}, x={tuple(self.x.shape[1:])}, extras={list(self.extras)})"
 
 # %% ../nbs/00_core.ipynb #06b6ad67
+class GroupDL(DataLoader):
+    "A fastai `DataLoader` over a `GroupDataset` that gathers each batch with one tensor index; picklable, so `learn.export` works."
+    n_inp = 1   # batches are (x, y, a): one input, two targets (also after `learn.export`, which rebuilds the DataLoaders)
+    def create_item(self, i): return i
+    def create_batch(self, b): return self.dataset[torch.as_tensor(b).long()]
+
 def group_dl(ds,                  # a dataset returning `(x, y, a)`; a `GroupDataset` is batched by tensor indexing
              bs:int=128,          # batch size
              shuffle:bool=False,  # reshuffle every epoch
@@ -105,9 +114,8 @@ def group_dl(ds,                  # a dataset returning `(x, y, a)`; a `GroupDat
              **kwargs):
     "A fastai `DataLoader` over `ds` yielding `(x, y, a)` batches on `device`."
     device = default_device() if device is None else device
-    fast = dict(create_item=lambda i: i, create_batch=lambda b: ds[torch.as_tensor(b).long()]) if isinstance(ds, GroupDataset) else {}
     if after_batch is not None: kwargs['after_batch'] = after_batch
-    dl = DataLoader(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **fast, **kwargs)
+    dl = (GroupDL if isinstance(ds, GroupDataset) else DataLoader)(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **kwargs)
     if seed is not None: dl.rng = random.Random(seed)
     return dl
 

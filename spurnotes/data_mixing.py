@@ -18,13 +18,13 @@ from fastai.callback.hook import Hook
 from fastai.callback.training import BnFreeze
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from .core import GroupDataset, GroupInfo, group_dl, group_correct_total, accuracy_from_counts
+from .core import GroupDataset, GroupInfo, group_dl, group_correct_total, accuracy_from_counts, weights_path
 
 # %% auto #0
 __all__ = ['toy_data', 'toy_mix', 'toy_head', 'toy_worst_group', 'attr_probs', 'SpuriousMix', 'last_linear',
            'last_layer_splitter', 'embeddings', 'mix_learner', 'check_groups', 'balanced_indices', 'split_halves',
            'mix_embeddings', 'class_balanced', 'fit_l1_head', 'head_probs', 'dispel', 'dfr', 'dispel_probs',
-           'weights_path', 'pretrained_backbone']
+           'pretrained_backbone']
 
 # %% ../nbs/04_data_mixing.ipynb #ee4d0676
 def toy_data(n:int=4000,            # examples
@@ -276,28 +276,11 @@ def dispel_probs(fit:dict, e):
     return head_probs(fit['head'], fit['scaler'].transform(e))
 
 # %% ../nbs/04_data_mixing.ipynb #4f22861b
-def weights_path(arch:str='resnet50', weights:str='DEFAULT'):
-    "torchvision's weights enum for `arch` and `weights`, and the file where torchvision caches it."
-    import torchvision, os
-    try: w = torchvision.models.get_model_weights(arch)[weights] if weights != 'DEFAULT' else torchvision.models.get_model_weights(arch).DEFAULT
-    except (ValueError, KeyError) as e: raise ValueError(f"No torchvision weights {weights!r} for {arch!r}: expected a torchvision model name and one of its weights (e.g. 'DEFAULT', 'IMAGENET1K_V2').") from e
-    return w, Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(w.url)
-
 def pretrained_backbone(arch:str='resnet50',   # a torchvision ResNet
                         n_classes:int=2,       # classes of the new head
                         weights:str|None='DEFAULT',  # torchvision weights name; None: random initialisation
                         download:bool=False):  # fetch the weights when they are not cached (needs a network)
     "A `TorchvisionNet` with torchvision's pre-trained weights and a new `n_classes` head, and the weights' eval transform."
-    from spurnotes.core import TorchvisionNet
-    net = TorchvisionNet(arch, n_classes, pretrained=False)
-    if weights is None: return net, None
-    w, path = weights_path(arch, weights)
-    if not path.exists() and not download:
-        raise FileNotFoundError(f"The weights {w} of {arch} are not in torchvision's cache: expected {path}. "
-                                f"Download them where a network exists (torchvision.models.{arch}(weights='{weights}'), or pass download=True), "
-                                f"or copy the file there; TORCH_HOME moves the cache.")
-    sd = w.get_state_dict(progress=False, check_hash=False) if not path.exists() else torch.load(path, map_location='cpu', weights_only=True)
-    sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
-    missing = net.net.load_state_dict(sd, strict=False).missing_keys
-    if set(missing) != {'fc.weight', 'fc.bias'}: raise ValueError(f"The weights file {path} does not fit {arch}: missing {missing}.")
-    return net, w.transforms()
+    from spurnotes.core import make_backbone, backbone_transform   # the weights are read from torchvision's cache by `load_tv_weights`
+    net = make_backbone(arch, 3, n_classes, weights=weights, download=download)
+    return net, (backbone_transform(arch, weights) if weights is not None else None)   # resize and crop; the model normalises
