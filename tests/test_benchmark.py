@@ -61,18 +61,20 @@ def make(dls, seed=0, cbs=()):
 
 def test_group_dro_callback_moves_q_on_training_batches_only():
     from fastai.callback.core import Callback
-    class QAfterTrain(Callback):
+    class QAfterEpoch(Callback):
         order = 50
         def before_fit(self): self.qs = []
-        def after_train(self): self.qs.append(self.learn.loss_func.q.clone())
+        def after_epoch(self): self.qs.append(self.learn.loss_func.q.clone())   # after the validation pass
     ds = toy()
-    cb, rec = GroupDRO(eta=0.1), QAfterTrain()
+    cb, rec = GroupDRO(eta=0.1), QAfterEpoch()
     learn = make(group_dls(ds, ds.subset(torch.arange(32)), bs=32, seed=0, device='cpu'), cbs=[cb, rec])
     old = learn.loss_func
     with learn.no_bar(), learn.no_logging(): learn.fit(2)
     assert learn.loss_func is old and len(cb.history) == 2
     assert not torch.allclose(cb.history[0], torch.full((4,), 0.25)) and abs(cb.q.sum().item() - 1) < 1e-6
-    for q_train, q_epoch in zip(rec.qs, cb.history): assert torch.equal(q_train, q_epoch)   # the validation pass left q as it was
+    for q_epoch, q_train in zip(rec.qs, cb.history): assert torch.equal(q_epoch, q_train)   # the validation pass left q as it was
+    with learn.no_bar(): learn.get_preds()
+    assert len(cb.history) == 2   # get_preds adds no entry
     assert not torch.equal(cb.history[0], cb.history[1])
 
 def test_jtt_error_set_and_upsampling():

@@ -1,7 +1,7 @@
 """One ERM epoch in 2 CPU processes (gloo) through fastai's Accelerate integration (`spurnotes.benchmark.distrib_ctx`).
 
 Run as a script under a launcher, it trains and writes each rank's weights and metrics to OUT_DIR:
-`torchrun --nproc_per_node 2 tests/test_distributed.py OUT_DIR` or `accelerate launch --cpu --num_processes 2 tests/test_distributed.py OUT_DIR`.
+`torchrun --standalone --nproc_per_node 2 tests/test_distributed.py OUT_DIR` (on GPUs: `accelerate launch --multi_gpu --num_processes 2 ...`).
 The test launches it and checks that both ranks end with identical weights and that the group metrics every rank
 reports are those of the whole validation set (an evaluation of the final model on one process), not of its shard.
 """
@@ -38,15 +38,15 @@ def worker(out):
     set_seed(0)
     learn = erm_learner(group_dls(tr, va, bs=BS, seed=0, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), info, lr=0.05, path=out)
     with learn.no_bar(), distrib_ctx(learn):
-        rank, world = dist.get_rank(), dist.get_world_size()
         learn.fit(1)
-        names = [m.name for m in learn.metrics]
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    names = [m.name for m in learn.metrics]
     values = dict(zip(names, learn.recorder.values[-1][2:]))   # after train loss, valid loss
     torch.save(learn.model.state_dict(), Path(out)/f'weights_{rank}.pt')
     (Path(out)/f'metrics_{rank}.json').write_text(json.dumps(dict(world=world, metrics=values)))
 
 def launch(out, timeout=170):
-    "Run `worker` in 2 CPU processes with PyTorch's launcher (what `accelerate launch --cpu` uses underneath)."
+    "Run `worker` in 2 CPU processes with PyTorch's launcher; Accelerate's `Accelerator(cpu=True)` joins its gloo group."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__, str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
