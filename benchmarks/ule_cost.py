@@ -10,6 +10,8 @@ gradients come from one backward). Both memory formats by default: on CPUs chann
 the double backward slower.
 """
 import argparse, json, os, subprocess, sys, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from masking_cost import timeit   # median of interleaved repetitions, shared with the masking benchmark
 import torch
 import torch.nn.functional as F
 from spurnotes.core import make_backbone, SmallCNN, set_seed
@@ -51,15 +53,6 @@ def steps(t, s, topt, sopt, x, y):
             topt.zero_grad(); total.backward(); topt.step()
         return step
     return dict(erm=erm, naive=naive, ule_logit=ule('logit'), ule_loss=ule('loss'))
-
-def timeit(fs, reps):
-    "Median seconds per call of each function, measured round-robin so that drifts in machine load hit all alike."
-    for f in fs: f(); f()  # warm-up
-    times = [[] for _ in fs]
-    for _ in range(reps):
-        for f, ts in zip(fs, times):
-            t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
-    return [sorted(ts)[len(ts) // 2] for ts in times]
 
 def _status(field):
     for line in open('/proc/self/status'):

@@ -109,6 +109,7 @@ class SpuriousMix(Callback):
     def before_fit(self):
         dev = self.dls.device
         self.s, self.starts, self.counts_a = self.s.to(dev), self.starts.to(dev), self.counts_a.to(dev)
+        if self.probs is not None: self.probs = self.probs.to(dev)   # once per fit, not per batch
         if self.alpha is not None: self.beta = torch.distributions.Beta(torch.tensor(float(self.alpha), device=dev), torch.tensor(float(self.alpha), device=dev))
     def before_batch(self):
         x, y = self.xb[0], self.yb[0]         # `self.y` would be the tuple (y, a): two targets
@@ -119,7 +120,7 @@ class SpuriousMix(Callback):
         rows = torch.randperm(len(x), device=dev)[:k]
         yy = y[rows]
         if self.probs is None: a2 = torch.randint(self.n_attrs, (k,), device=dev)   # uniform, whatever the label
-        else: a2 = torch.multinomial(self.probs.to(dev)[yy], 1).squeeze(1)
+        else: a2 = torch.multinomial(self.probs[yy], 1).squeeze(1)
         j = self.starts[a2] + (torch.rand(k, device=dev) * self.counts_a[a2]).long().clamp(max=self.counts_a[a2] - 1)
         s = self.s[j].to(x.dtype)
         lam = self.beta.sample((k,)).to(x.dtype) if self.alpha is not None else torch.full((k,), self.lam, device=dev, dtype=x.dtype)
