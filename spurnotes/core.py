@@ -30,7 +30,8 @@ __all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'RESULT_COLU
            'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy', 'group_metrics', 'GroupCrossEntropy',
            'MaskTuneCNN', 'SmallCNN', 'mlp', 'Normalize', 'cam_layer', 'tv_weights', 'weights_path', 'load_tv_weights',
            'backbone_transform', 'TorchvisionNet', 'make_backbone', 'erm_learner', 'get_group_preds', 'group_report',
-           'learner_group_report', 'plot_group_report', 'write_results', 'save_figure']
+           'styled_report', 'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'mean_std',
+           'mean_std_table']
 
 # %% ../nbs/00_core.ipynb #0979d598
 @dataclass
@@ -410,7 +411,12 @@ def group_report(preds, y, a, info:GroupInfo):
     for name, kind in _SUMMARY.items():
         if kind == 'train_weighted' and info.train_counts is None: continue
         rows.append(dict(group=name, accuracy=accuracy_from_counts(correct, total, kind, info)))
-    return pd.DataFrame(rows).set_index('group')
+    # labels and counts stay integers: the summary rows have none (pandas' nullable Int64, not float NaN)
+    return pd.DataFrame(rows).astype({k: 'Int64' for k in ('y', 'a', 'n_train', 'n_eval')}).set_index('group')
+
+def styled_report(report:pd.DataFrame, precision:int=3):
+    "`report` (from `group_report`) for display: accuracies to `precision` digits, the summary rows' empty cells blank."
+    return report.style.format(precision=precision, na_rep='')
 
 def learner_group_report(learn:Learner, dl=None):
     "`group_report` of `learn`'s predictions on `dl`."
@@ -419,7 +425,7 @@ def learner_group_report(learn:Learner, dl=None):
 def plot_group_report(report:pd.DataFrame, ax=None, title:str|None=None):
     "Bar plot of the group accuracies with the worst group and the averages as horizontal lines."
     ax = ax or plt.subplots(figsize=(6, 3))[1]
-    groups = report[report['n_eval'].notna() & (report['n_eval'] > 0)] if 'n_eval' in report else report
+    groups = report[report['n_eval'].fillna(0) > 0] if 'n_eval' in report else report
     ax.bar(range(len(groups)), groups['accuracy'], color='tab:blue')
     ax.set_xticks(range(len(groups)), [f"{g}\n(n={int(n)})" for g, n in zip(groups.index, groups['n_eval'])], fontsize=8)
     styles = dict(zip(_SUMMARY, ['r-', 'k--', 'g:', 'm-.']))
@@ -445,3 +451,20 @@ def save_figure(fig, name:str, out_dir, dpi:int=110):
     p = Path(out_dir)/'figures'; p.mkdir(parents=True, exist_ok=True)
     fig.savefig(p/f"{name}.png", dpi=dpi, bbox_inches='tight')
     return p/f"{name}.png"
+
+def mean_std(values, digits:int=3) -> str:
+    "`values` (seeds of one measurement) as 'mean ± std' (sample std; a single value prints alone)."
+    v = pd.Series(values, dtype=float).dropna()
+    if len(v) == 0: return ''
+    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+def mean_std_table(df:pd.DataFrame, index, columns='metric', value:str='value', digits:int=3) -> pd.DataFrame:
+    "Pivot a tidy results table to one row per `index`, one column per `columns`, cells 'mean ± std' over the rest (the seeds)."
+    index, columns = ([index] if isinstance(index, str) else list(index)), ([columns] if isinstance(columns, str) else list(columns))
+    missing = [c for c in index + columns + [value] if c not in df.columns]
+    if missing: raise ValueError(f"mean_std_table: columns {missing} are not in the table (it has {list(df.columns)}).")
+    t = df.groupby(index + columns, sort=False)[value].agg(lambda v: mean_std(v, digits)).unstack(columns)
+    t.columns = t.columns.map(lambda c: c if not isinstance(c, tuple) else ', '.join(map(str, c)))
+    t = t[[c for c in dict.fromkeys(df[columns[0]]) if c in t.columns]] if len(columns) == 1 else t
+    return t.fillna('')
+
