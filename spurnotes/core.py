@@ -23,15 +23,15 @@ from fastai.optimizer import SGD
 from fastai.torch_core import default_device, set_seed as _fastai_set_seed
 
 # %% auto #0
-__all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'RESULT_COLUMNS', 'GroupInfo', 'group_counts_of',
-           'GroupDataset', 'GroupDL', 'group_dl', 'group_dls', 'get_device', 'set_seed', 'group_correct_total',
-           'accuracy_from_counts', 'group_accuracies', 'plain_accuracy', 'train_weighted_accuracy',
-           'mean_group_accuracy', 'worst_group_accuracy', 'GroupMetric', 'WorstGroupAccuracy', 'PlainAccuracy',
-           'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy', 'group_metrics', 'GroupCrossEntropy',
-           'MaskTuneCNN', 'SmallCNN', 'mlp', 'Normalize', 'cam_layer', 'tv_weights', 'weights_path', 'load_tv_weights',
-           'backbone_transform', 'TorchvisionNet', 'make_backbone', 'erm_learner', 'get_group_preds', 'group_report',
-           'styled_report', 'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'mean_std',
-           'mean_std_table']
+__all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'RESULT_COLUMNS', 'CLAIM_COLUMNS', 'VERDICTS', 'GroupInfo',
+           'group_counts_of', 'GroupDataset', 'GroupDL', 'group_dl', 'group_dls', 'get_device', 'set_seed',
+           'group_correct_total', 'accuracy_from_counts', 'group_accuracies', 'plain_accuracy',
+           'train_weighted_accuracy', 'mean_group_accuracy', 'worst_group_accuracy', 'GroupMetric',
+           'WorstGroupAccuracy', 'PlainAccuracy', 'TrainWeightedAccuracy', 'MeanGroupAccuracy', 'GroupAccuracy',
+           'group_metrics', 'GroupCrossEntropy', 'MaskTuneCNN', 'SmallCNN', 'mlp', 'Normalize', 'cam_layer',
+           'tv_weights', 'weights_path', 'load_tv_weights', 'backbone_transform', 'TorchvisionNet', 'make_backbone',
+           'erm_learner', 'get_group_preds', 'group_report', 'styled_report', 'learner_group_report',
+           'plot_group_report', 'write_results', 'save_figure', 'mean_std', 'mean_std_table', 'claims_table']
 
 # %% ../nbs/00_core.ipynb #0979d598
 @dataclass
@@ -467,4 +467,18 @@ def mean_std_table(df:pd.DataFrame, index, columns='metric', value:str='value', 
     t.columns = t.columns.map(lambda c: c if not isinstance(c, tuple) else ', '.join(map(str, c)))
     t = t[[c for c in dict.fromkeys(df[columns[0]]) if c in t.columns]] if len(columns) == 1 else t
     return t.fillna('')
+
+
+# %% ../nbs/00_core.ipynb #claims0ex
+CLAIM_COLUMNS = ['claim', 'paper', 'here', 'verdict', 'rule']
+VERDICTS = ('reproduced', 'partly', 'not reproduced here')
+
+def claims_table(rows) -> pd.DataFrame:
+    "A paper notebook's closing table: one row per claim with `CLAIM_COLUMNS` (paper's number, ours, the verdict its rule gives)."
+    df = pd.DataFrame(list(rows))
+    missing = [c for c in CLAIM_COLUMNS if c not in df.columns]
+    if missing: raise ValueError(f"claims_table: rows lack {missing}; each row needs {CLAIM_COLUMNS}.")
+    bad = sorted(set(df.verdict) - set(VERDICTS))
+    if bad: raise ValueError(f"claims_table: verdicts {bad} are not among {list(VERDICTS)}.")
+    return df[CLAIM_COLUMNS + [c for c in df.columns if c not in CLAIM_COLUMNS]]
 
