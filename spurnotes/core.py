@@ -7,6 +7,7 @@ Docs: https://spurnotes.github.io/spurnotes/core.html.md"""
 # %% ../nbs/00_core.ipynb #040dd699
 from __future__ import annotations
 import random
+from types import MethodType
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -15,12 +16,12 @@ import torch
 import torch.nn as nn
 import matplotlib.pyplot as plt
 from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
+from fastai.data.load import DataLoader, _loaders
 from fastai.learner import Learner, Metric
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and `Learner.no_bar`
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import SGD
-from fastai.torch_core import default_device, set_seed as _fastai_set_seed
+from fastai.torch_core import default_device, to_device, set_seed as _fastai_set_seed
 
 # %% auto #0
 __all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'RESULT_COLUMNS', 'CLAIM_COLUMNS', 'VERDICTS', 'GroupInfo',
@@ -68,6 +69,10 @@ def group_counts_of(y, a, info:GroupInfo):
     return torch.bincount(g, minlength=info.n_groups).reshape(info.n_classes, info.n_attrs).numpy()
 
 # %% ../nbs/00_core.ipynb #49dc5613
+def _on_device(t:torch.Tensor, device:torch.device):
+    "Is `t` on `device` (`cuda` matches any CUDA index, `cuda:1` only that one)?"
+    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
+
 class GroupDataset(torch.utils.data.Dataset):
     "In-memory dataset of `(x, y, a)`; indexable by an int or a tensor of indices. `extras` are per-example fields."
     def __init__(self,
@@ -96,14 +101,72 @@ class GroupDataset(torch.utils.data.Dataset):
     def new_empty(self):
         "An empty dataset with the same fields (what `learn.export` keeps of the data)."
         return self.subset(torch.zeros(0, dtype=torch.long))
+    def on(self, device):
+        "`(x, y, a)` on `device`, for batching there: `self` where they already are, else a copy made once and kept (remade when a field is replaced or changed in place)."
+        device = torch.device(device)
+        fields = (self.x, self.y, self.a)
+        if all(_on_device(t, device) for t in fields): return self
+        key = (device, *fields, *(t._version for t in fields))
+        held = self.__dict__.get('_held')
+        if held is None or len(held[0]) != len(key) or not all(k is v if torch.is_tensor(v) else k == v for k, v in zip(held[0], key)):
+            held = self.__dict__['_held'] = (key, GroupDataset(*(t.to(device) for t in fields)))
+        return held[1]
+    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != '_held'}   # the device copy is not pickled
+    def __setstate__(self, d): self.__dict__.update(d)
     def __repr__(self): return f"GroupDataset(n={len(self)}, x={tuple(self.x.shape[1:])}, extras={list(self.extras)})"
 
 # %% ../nbs/00_core.ipynb #06b6ad67
 class GroupDL(DataLoader):
-    "A fastai `DataLoader` over a `GroupDataset` that gathers each batch with one tensor index; picklable, so `learn.export` works."
+    "A fastai `DataLoader` of `(x, y, a)` batches; a `GroupDataset` is batched by tensor indexing, held on the device (see `hold_on_device`); picklable, so `learn.export` works."
     n_inp = 1   # batches are (x, y, a): one input, two targets (also after `learn.export`, which rebuilds the DataLoaders)
-    def create_item(self, i): return i
-    def create_batch(self, b): return self.dataset[torch.as_tensor(b).long()]
+    def __init__(self, dataset=None, bs:int=64,
+                 hold_on_device:bool|None=None,  # index a `GroupDataset` on the DataLoader's device (a copy made once); None: on any device but the CPU
+                 **kwargs):
+        super().__init__(dataset, bs=bs, **kwargs)
+        self.hold_on_device = hold_on_device
+    @property
+    def by_index(self): return isinstance(self.dataset, GroupDataset)   # batches gathered with one tensor index
+    @property
+    def held(self):
+        "Is the dataset indexed on the device (a device copy of `x`, `y`, `a`)?"
+        d = self.device
+        if not self.by_index or d is None or self.hold_on_device is False: return False
+        return self.hold_on_device or d.type != 'cpu'
+    def source(self):
+        "The `GroupDataset` batches are gathered from: on the device when `held`, else the dataset itself."
+        return self.dataset.on(self.device) if self.held else self.dataset
+    def create_item(self, i): return i if self.by_index else super().create_item(i)
+    def create_batch(self, b):
+        if not self.by_index: return super().create_batch(b)
+        src = self.source()
+        return src[torch.as_tensor(b, dtype=torch.long, device=src.x.device)]
+    def create_batches(self, samps):
+        if not self.by_index or self.prebatched or not isinstance(self.after_item, MethodType): yield from super().create_batches(samps); return
+        # the epoch's indices go to the data's device once, as one tensor, and are split there into batches
+        src = self.source()
+        idx = torch.as_tensor(list(samps), dtype=torch.long).to(src.x.device)
+        chunks = idx.split(self.bs)
+        if self.drop_last and chunks and len(chunks[-1]) < self.bs: chunks = chunks[:-1]
+        for c in chunks: yield self.create_batch(self.before_batch(c))
+    def __iter__(self):
+        # fastai's loop, with non-blocking host-to-device copies when batches come from pinned memory
+        if self.held: self.fake_l.num_workers = 0   # the data lives on the device: no worker processes
+        self.randomize(); self.before_iter()
+        self._DataLoader__idxs = self.get_idxs()
+        for b in _loaders[self.fake_l.num_workers == 0](self.fake_l):
+            if self.pin_memory and type(b) == list: b = tuple(b)
+            if self.device is not None: b = to_device(b, self.device, non_blocking=bool(self.pin_memory))
+            yield self.after_batch(b)
+        self.after_iter()
+        if hasattr(self, 'it'): del self.it
+    def new(self, dataset=None, cls=None, **kwargs):
+        kwargs.setdefault('hold_on_device', self.hold_on_device)
+        return super().new(dataset, cls, **kwargs)
+
+def _host_to_cuda(ds, device, hold_on_device):
+    "Do batches of `ds` travel from host memory to a CUDA device (then pinned memory makes the copy non-blocking)?"
+    held = isinstance(ds, GroupDataset) and hold_on_device is not False
+    return torch.device(device).type == 'cuda' and not held
 
 def group_dl(ds,                  # a dataset returning `(x, y, a)`; a `GroupDataset` is batched by tensor indexing
              bs:int=128,          # batch size
@@ -112,19 +175,21 @@ def group_dl(ds,                  # a dataset returning `(x, y, a)`; a `GroupDat
              seed:int|None=None,  # seed of this DataLoader's own shuffling RNG (no global seeding)
              device=None,         # defaults to the best device present (CUDA, MPS, CPU)
              after_batch=None,    # callable on a batch tuple, e.g. augmentation of `x` on the device
+             hold_on_device:bool|None=None,  # a `GroupDataset` indexed on `device` (one copy); None: when `device` is not the CPU
              **kwargs):
     "A fastai `DataLoader` over `ds` yielding `(x, y, a)` batches on `device`."
     device = default_device() if device is None else device
     if after_batch is not None: kwargs['after_batch'] = after_batch
-    dl = (GroupDL if isinstance(ds, GroupDataset) else DataLoader)(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **kwargs)
+    if _host_to_cuda(ds, device, hold_on_device): kwargs.setdefault('pin_memory', True)
+    dl = GroupDL(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, hold_on_device=hold_on_device, **kwargs)
     if seed is not None: dl.rng = random.Random(seed)
     return dl
 
-def group_dls(train_ds, valid_ds, bs:int=128, seed:int|None=None, device=None, after_batch=None, **kwargs):
+def group_dls(train_ds, valid_ds, bs:int=128, seed:int|None=None, device=None, after_batch=None, hold_on_device:bool|None=None, **kwargs):
     "fastai `DataLoaders` (train shuffled, valid not) that carry `y` and `a` as two targets (`n_inp=1`)."
     device = default_device() if device is None else device
-    dls = DataLoaders(group_dl(train_ds, bs, shuffle=True, drop_last=len(train_ds) > bs, seed=seed, device=device, after_batch=after_batch, **kwargs),
-                      group_dl(valid_ds, bs, device=device, **kwargs), device=device)
+    dls = DataLoaders(group_dl(train_ds, bs, shuffle=True, drop_last=len(train_ds) > bs, seed=seed, device=device, after_batch=after_batch, hold_on_device=hold_on_device, **kwargs),
+                      group_dl(valid_ds, bs, device=device, hold_on_device=hold_on_device, **kwargs), device=device)
     dls.n_inp = 1
     return dls
 
@@ -147,8 +212,9 @@ def group_correct_total(preds, y, a, info:GroupInfo):
     pred = _labels(preds)
     y, a = torch.as_tensor(y).long().to(pred.device), torch.as_tensor(a).long().to(pred.device)
     g = info.group(y, a)
-    total = torch.bincount(g, minlength=info.n_groups).float()
-    correct = torch.bincount(g, weights=(pred == y).float(), minlength=info.n_groups).float()
+    # index_add_ rather than bincount: on a GPU, bincount reads the largest index back to the host (a sync per batch)
+    total = torch.zeros(info.n_groups, device=g.device).index_add_(0, g, torch.ones_like(g, dtype=torch.float))
+    correct = torch.zeros(info.n_groups, device=g.device).index_add_(0, g, (pred == y).float())
     return correct, total
 
 def _acc(correct, total): return torch.where(total > 0, correct / total.clamp(min=1), torch.full_like(total, float('nan')))

@@ -20,7 +20,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from fastai.data.core import Transform, Pipeline
 from fastai.data.load import DataLoader
-from .core import GroupInfo, GroupDataset, group_counts_of, group_dls, group_dl
+from fastai.torch_core import default_device
+from .core import GroupInfo, GroupDataset, GroupDL, group_counts_of, group_dls, group_dl, _host_to_cuda
 
 # %% auto #0
 __all__ = ['DIGIT_SOURCES', 'SPLIT_FRACS', 'MNIST_LAYOUT', 'PATTERNS', 'WATERBIRDS_HOW', 'CELEBA_HOW', 'SPAWRIOUS_CLASSES',
@@ -628,8 +629,8 @@ def group_ids(ds):
     uniq, ids = torch.unique(pairs, dim=0, return_inverse=True)
     return ids, len(uniq)
 
-class GroupBalancedDL(DataLoader):
-    "A fastai `DataLoader` whose every (shuffled) batch draws the groups present equally; `shuffle=False`: every example once."
+class GroupBalancedDL(GroupDL):
+    "A fastai `DataLoader` whose every (shuffled) batch draws the groups present equally; `shuffle=False`: every example once. Batches as `GroupDL` (on the device, picklable)."
     def __init__(self, dataset=None, bs:int=64, shuffle:bool=True, **kwargs):
         super().__init__(dataset, bs=bs, shuffle=shuffle, **kwargs)
         self.groups, self.n_groups = group_ids(dataset)
@@ -685,11 +686,14 @@ class RandomResizedCropFlip(Transform):
         grid = F.affine_grid(theta, (n, c, *out), align_corners=False)
         return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
 
-def balanced_dl(ds, bs:int=128, seed:int|None=None, device=None, after_batch=None, **kwargs):
-    "A `GroupBalancedDL` over `ds` (a `GroupDataset` is batched by tensor indexing, as `group_dl` does)."
-    fast = dict(create_item=lambda i: i, create_batch=lambda b: ds[torch.as_tensor(b).long()]) if isinstance(ds, GroupDataset) else {}
+def balanced_dl(ds, bs:int=128, seed:int|None=None, device=None, after_batch=None,
+                hold_on_device:bool|None=None,   # a `GroupDataset` indexed on `device` (as `group_dl`)
+                **kwargs):
+    "A `GroupBalancedDL` over `ds` (a `GroupDataset` is batched by tensor indexing on the device, as `group_dl` does)."
+    device = default_device() if device is None else device
     if after_batch is not None: kwargs['after_batch'] = after_batch
-    dl = GroupBalancedDL(ds, bs=bs, shuffle=True, device=device, **fast, **kwargs)
+    if _host_to_cuda(ds, device, hold_on_device): kwargs.setdefault('pin_memory', True)
+    dl = GroupBalancedDL(ds, bs=bs, shuffle=True, device=device, hold_on_device=hold_on_device, **kwargs)
     if seed is not None: dl.rng = random.Random(seed)
     return dl
 

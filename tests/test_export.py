@@ -1,4 +1,4 @@
-"`learn.export` / `load_learner` round-trip for the package's learners: plain ERM and ULE (the teacher is `learn.model`)."
+"`learn.export` / `load_learner` round-trip for the package's learners: plain ERM, ERM on group-balanced augmented batches, and ULE (the teacher is `learn.model`)."
 import pytest
 import torch
 from fastai.learner import load_learner
@@ -32,3 +32,16 @@ def test_ule_learner_exports_the_teacher(data, tmp_path):
     dl = data.dl('valid', device='cpu')
     ref, got = get_group_preds(learn, dl)[0], get_group_preds(back, dl)[0]
     assert torch.allclose(ref, got)                     # the exported model is the teacher
+
+@pytest.mark.filterwarnings("ignore:load_learner:UserWarning")
+def test_balanced_augmented_learner_exports(data, tmp_path):
+    "A learner on group-balanced, augmented DataLoaders (`GroupBalancedDL`: methods, no lambdas) exports and loads."
+    from spurnotes.data import GroupBalancedDL, RandomResizedCropFlip
+    set_seed(0)
+    learn = erm_learner(data.dls(bs=64, seed=0, device='cpu', balanced=True, augment=RandomResizedCropFlip(seed=0)),
+                        make_backbone('small_cnn'), data.info, lr=0.01)
+    back = fit_export_load(learn, tmp_path)
+    assert isinstance(back.dls.train, GroupBalancedDL) and len(back.dls.train.dataset) == 0
+    dl = data.dl('valid', device='cpu')
+    ref, got = get_group_preds(learn, dl)[0], get_group_preds(back, dl)[0]
+    assert torch.allclose(ref, got)

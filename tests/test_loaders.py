@@ -359,3 +359,118 @@ def test_balanced_augmented_dls_train_an_erm_learner():
     assert len(learn.recorder.values) == 1 and all(np.isfinite(v) for v in learn.recorder.values[0])
     probs, y, a = get_group_preds(learn, learn.dls.train.new(shuffle=False, drop_last=False))
     assert probs.shape == (140, 2) and torch.equal(y, ds.y)
+
+# ---- built-in testbeds held on the device; non-blocking copies from the host ----
+# 'meta' stands in for a GPU here: a device that is not the CPU, on which tensors index without data
+from fastai.data.load import DataLoader
+from spurnotes.core import GroupInfo, GroupDL, group_dl, group_dls, group_correct_total, GroupMetric
+
+def _counting_on(monkeypatch):
+    "Count the device copies `GroupDataset.on` makes."
+    made, orig = [], GroupDataset.on
+    def on(self, device):
+        before = self.__dict__.get('_held')
+        out = orig(self, device)
+        if out is not self and self.__dict__.get('_held') is not before: made.append(str(device))
+        return out
+    monkeypatch.setattr(GroupDataset, 'on', on)
+    return made
+
+def test_cpu_batches_index_the_dataset_itself(monkeypatch):
+    "device='cpu': no copy of the dataset, every batch gathered from its own tensors (same storage before, during and after)."
+    made = _counting_on(monkeypatch)
+    ds = _skewed()
+    ptr = ds.x.data_ptr()
+    dl = group_dl(ds, bs=64, shuffle=True, seed=0, device='cpu')
+    assert isinstance(dl, GroupDL) and not dl.held and dl.source() is ds and not dl.pin_memory
+    for epoch in range(2):
+        for xb, yb, ab in dl:
+            assert dl.source().x.data_ptr() == ptr and xb.device.type == 'cpu'
+    assert ds.x.data_ptr() == ptr and made == [] and ds.on('cpu') is ds
+    assert group_dl(ds, device='cpu', hold_on_device=True).source() is ds   # already on that device
+
+def test_same_batches_as_before(monkeypatch):
+    "The epoch's indices split into batches on the device give fastai's own batches: the same order, the same drop_last."
+    ds = _skewed()
+    dl = group_dl(ds, bs=64, shuffle=True, drop_last=True, seed=3, device='cpu')
+    torch.manual_seed(0); ours = [b[2].clone() for b in dl]
+    monkeypatch.setattr(GroupDL, 'create_batches', DataLoader.create_batches)   # fastai's item-by-item path
+    dl2 = group_dl(ds, bs=64, shuffle=True, drop_last=True, seed=3, device='cpu')
+    theirs = [b[2] for b in dl2]
+    assert len(ours) == 600 // 64 and all(torch.equal(p, q) for p, q in zip(ours, theirs))
+
+def test_held_on_a_device_copied_once(monkeypatch):
+    "On a device that is not the CPU the dataset is copied there once; every batch indexes that copy with indices on the device."
+    made = _counting_on(monkeypatch)
+    ds = _skewed()
+    dls = group_dls(ds, ds.subset(torch.arange(100)), bs=32, seed=0, device='meta')
+    tr = dls.train
+    assert tr.held and tr.source().x.device.type == 'meta' and ds.x.device.type == 'cpu'   # the dataset object stays on the host
+    seen = []
+    orig_getitem = GroupDataset.__getitem__
+    monkeypatch.setattr(GroupDataset, '__getitem__', lambda self, i: seen.append(torch.as_tensor(i).device.type) or orig_getitem(self, i))
+    for epoch in range(3):
+        for xb, yb, ab in tr: assert xb.device.type == yb.device.type == ab.device.type == 'meta'
+    assert len(seen) == 3 * len(tr) and set(seen) == {'meta'}
+    list(tr.new(shuffle=False, drop_last=False))                 # get_preds on the training set: the same copy
+    assert made.count('meta') == 1
+    ds.x.mul_(0.5)                                               # changed in place: the copy is remade, once
+    list(tr); list(tr)
+    assert made.count('meta') == 2
+    assert not tr.pin_memory and tr.fake_l.num_workers == 0
+
+def test_hold_on_device_false_stays_on_the_host(monkeypatch):
+    made = _counting_on(monkeypatch)
+    ds = _skewed()
+    dl = group_dl(ds, bs=50, device='meta', hold_on_device=False)
+    assert not dl.held and dl.source() is ds
+    assert all(xb.device.type == 'meta' for xb, _, _ in dl) and made == []   # copied batch by batch instead
+
+def test_pinned_memory_where_batches_cross_to_cuda(spawrious):
+    "Batches that travel from the host to a CUDA device come from pinned memory (no CUDA needed to build the loaders)."
+    d = load_spawrious(spawrious, 'o2o_easy', size=8, total=10)
+    ds = _skewed()
+    assert group_dl(d.train, device='cuda').pin_memory                       # images read from files
+    assert balanced_dl(d.train, bs=16, device='cuda').pin_memory
+    assert not group_dl(ds, device='cuda').pin_memory                        # held on the GPU: nothing to pin
+    assert group_dl(ds, device='cuda', hold_on_device=False).pin_memory
+    assert not group_dl(d.train, device='cpu').pin_memory and not balanced_dl(ds, bs=16, device='cpu').pin_memory
+
+def test_pinned_batches_are_copied_non_blocking(monkeypatch, spawrious):
+    import spurnotes.core as core
+    flags, orig = [], core.to_device
+    monkeypatch.setattr(core, 'to_device', lambda b, device=None, non_blocking=False: flags.append(non_blocking) or orig(b, device, non_blocking))
+    d = load_spawrious(spawrious, 'o2o_easy', size=8, total=10)
+    dl = group_dl(d.train, bs=16, device='cpu')
+    list(dl); assert set(flags) == {False}
+    flags.clear(); dl.pin_memory = True                                     # as on a CUDA machine (the loader itself pins nothing here)
+    list(dl); assert flags and set(flags) == {True}
+
+def test_balanced_batches_held_on_the_device(monkeypatch):
+    made = _counting_on(monkeypatch)
+    ds = _skewed()
+    dl = balanced_dl(ds, bs=30, seed=0, device='meta')
+    assert isinstance(dl, GroupDL) and dl.held
+    for _ in range(2): assert all(xb.device.type == 'meta' and len(xb) == 30 for xb, _, _ in dl)
+    assert made == ['meta']
+    cpu = balanced_dl(ds, bs=30, seed=0, device='cpu')
+    assert cpu.source() is ds and not cpu.held
+
+def test_group_counts_accumulate_on_the_device(monkeypatch):
+    "Group metrics keep their counts where the predictions are (no bincount, whose CUDA kernel reads the largest index back to the host)."
+    monkeypatch.setattr(torch, 'bincount', lambda *a, **k: (_ for _ in ()).throw(AssertionError('bincount called')))
+    info = GroupInfo(['0', '1'], ['p', 'q'])
+    c, t = group_correct_total(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), torch.tensor([0, 1, 1]), info)
+    assert c.tolist() == [1, 0, 0, 1] and t.tolist() == [1, 1, 0, 1]
+    m = GroupMetric('worst_group', info)
+    from types import SimpleNamespace
+    learn = SimpleNamespace(pred=torch.zeros(4, 2, device='meta'), yb=(torch.zeros(4, dtype=torch.long, device='meta'), torch.ones(4, dtype=torch.long, device='meta')))
+    m.accumulate(learn); m.accumulate(learn)
+    assert m.correct.device.type == 'meta' and m.total.device.type == 'meta'
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_equal_cpu_batches():
+    ds = _skewed()
+    g, c = group_dl(ds, bs=64, shuffle=True, seed=1, device='cuda'), group_dl(ds, bs=64, shuffle=True, seed=1, device='cpu')
+    assert g.held and g.source().x.is_cuda
+    for (xg, yg, ag), (xc, yc, ac) in zip(g, c): assert xg.is_cuda and torch.equal(xg.cpu(), xc) and torch.equal(ag.cpu(), ac)
