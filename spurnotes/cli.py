@@ -1,4 +1,4 @@
-"""papermill executes the experiment notebooks with parameters, as tests (small parameters) and as the documented runs; the results of all of them are gathered into one table.
+"""papermill executes the experiment notebooks with parameters, as tests (small parameters) and as the documented runs; `spurnotes run` gathers their tidy results into one table and prints a short headline table per notebook.
 
 Docs: https://spurnotes.github.io/spurnotes/cli.html.md"""
 
@@ -6,15 +6,18 @@ Docs: https://spurnotes.github.io/spurnotes/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #9bf1af78
 from __future__ import annotations
-import argparse, ast, json, os, sys, time
+import argparse, ast, json, os, re, sys, time, warnings
 from datetime import datetime
 from pathlib import Path
 import pandas as pd
-from .core import RESULT_COLUMNS
+# torch prints a FutureWarning about `torch.jit.script` when fastai is imported (through spurnotes.core, below and in
+# gather_results): a user of the command cannot act on it, so it is silenced here, before any fastai import
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['find_nbs', 'notebook_parameters', 'experiment_notebooks', 'gather_results', 'results_table', 'results_markdown',
-           'run_notebooks', 'main']
+__all__ = ['MAIN_METRICS', 'HEADLINES', 'HEADLINE_SKIP_SPLITS', 'find_nbs', 'notebook_parameters', 'experiment_notebooks',
+           'gather_results', 'results_table', 'results_markdown', 'headline_table', 'headline_markdown',
+           'run_notebooks', 'headline_report', 'main']
 
 # %% ../nbs/90_cli.ipynb #7eba14f5
 def find_nbs(start=None) -> Path:
@@ -52,6 +55,7 @@ def _select(names, nbs_dir):
 
 def gather_results(out_dir) -> pd.DataFrame:
     "Concatenate every tidy results table (`*.csv` with `RESULT_COLUMNS`) under `out_dir`."
+    from spurnotes.core import RESULT_COLUMNS   # here, not at the top: `spurnotes --help` need not import fastai
     frames = []
     for f in sorted(Path(out_dir).glob('*.csv')):
         if f.name in ('results.csv', 'timings.csv'): continue
@@ -72,6 +76,67 @@ def results_markdown(df:pd.DataFrame) -> str:
         t = results_table(sub).dropna(axis=1, how='all').round(4).reset_index().drop(columns='notebook')
         parts.append(f"### {nb}\n\n" + t.to_markdown(index=False))
     return '\n\n'.join(parts) + '\n'
+
+# %% ../nbs/90_cli.ipynb #c3af5833
+MAIN_METRICS = ['worst group', 'average (plain)']
+HEADLINES = {   # notebook: what `spurnotes run` prints for it (and the index shows); the full tables stay in the CSVs
+    '01_data': dict(metrics=MAIN_METRICS, selection='last epoch (of {epochs})'),
+    '02_rare_spurious': dict(metrics=['spurious score', 'clean accuracy'], methods=r' n=\d+$',   # the pattern x n grid and the architectures
+                             selection='last epoch (of {epochs})'),
+    '03_masktune': dict(metrics=MAIN_METRICS, selection={
+        'ERM': 'best epoch by validation average (of {epochs})',   # the model the authors mask with and report
+        'MaskTune': "last fine-tuning epoch, from ERM's last (masking iterations: {iterations})",
+        'random-mask': "last fine-tuning epoch, from ERM's last (masking iterations: {iterations})"}),
+    '04_data_mixing': dict(metrics=MAIN_METRICS),
+    '05_ule': dict(metrics=MAIN_METRICS, methods=r'^(?:student \(ERM\)|teacher \(ULE\))(?: \[val-[\w-]+ epoch\])?$',   # the main configuration
+                   strip=r' \[val-[\w-]+ epoch\]$'),   # (the selection column names the epoch)
+    '06_benchmark': dict(metrics=MAIN_METRICS),
+}
+HEADLINE_SKIP_SPLITS = ('valid', 'train')   # headlines report the test splits
+
+# %% ../nbs/90_cli.ipynb #7c4bf09f
+def _fill(template:str, params:dict|None) -> str:
+    "`template` with `params` filled in; a parenthesis naming a parameter that `params` lacks is dropped."
+    params = params or {}
+    t = re.sub(r'\s*\([^()]*\{(\w+)\}[^()]*\)', lambda m: m.group(0) if m.group(1) in params else '', template)
+    return t.format_map({k: str(v).strip('"\'') for k, v in params.items()})
+
+def _selection_of(spec, method:str, params) -> str:
+    s = spec.get('selection', '')
+    if isinstance(s, dict): s = next((v for k, v in sorted(s.items(), key=lambda kv: -len(kv[0])) if method.startswith(k)), '')
+    return _fill(s, params)
+
+def headline_table(df:pd.DataFrame,           # tidy results (`gather_results`), any notebooks
+                   notebook:str,               # the notebook's name without `.ipynb`, e.g. '03_masktune'
+                   params:dict|None=None       # the run's parameters, to fill the selection labels (e.g. `epochs`)
+                  ) -> pd.DataFrame:
+    "One row per dataset, test split, method and model selection of `notebook`; the seed count and the headline metrics (means over seeds)."
+    spec = HEADLINES.get(notebook, {})
+    d = df[(df['notebook'] == notebook) & ~df['split'].isin(spec.get('skip_splits', HEADLINE_SKIP_SPLITS))]
+    if 'methods' in spec: d = d[d['method'].str.contains(spec['methods'], regex=True)]
+    if d.empty: return pd.DataFrame()
+    have = set(d['metric'])
+    metrics = spec.get('metrics') or (MAIN_METRICS if set(MAIN_METRICS) <= have else None)
+    if metrics is None:   # an unknown notebook: the metrics that every row of it has
+        full = d.pivot_table(index=['dataset', 'method', 'split'], columns='metric', values='value', sort=False)
+        metrics = list(full.columns[full.notna().all()]) or list(full.notna().sum().sort_values(ascending=False).index[:4])
+    metrics = [m for m in metrics if m in have]
+    d = d[d['metric'].isin(metrics)].copy()
+    default = d['method'].map(lambda m: _selection_of(spec, m, params))
+    d['selection'] = d['selection'].fillna(default) if 'selection' in d else default
+    d['selection'] = d['selection'].replace('', '-')
+    if 'strip' in spec: d['method'] = d['method'].str.replace(spec['strip'], '', regex=True)
+    keys = ['dataset', 'split', 'method', 'selection']
+    t = d.pivot_table(index=keys, columns='metric', values='value', aggfunc='mean', sort=False)[metrics]
+    if 'seed' in d and d['seed'].notna().any(): t.insert(0, 'seeds', d.groupby(keys, sort=False)['seed'].nunique().reindex(t.index))
+    t.columns.name = None
+    return t.reset_index()
+
+def headline_markdown(df:pd.DataFrame, notebook:str, params:dict|None=None) -> str:
+    "`headline_table` as a Markdown table, three decimals."
+    t = headline_table(df, notebook, params)
+    if t.empty: return f"(no results of {notebook})"
+    return t.to_markdown(index=False, floatfmt='.3f')
 
 # %% ../nbs/90_cli.ipynb #86678a7e
 def run_notebooks(names=None,            # notebook names or prefixes (default: every experiment notebook)
@@ -103,7 +168,8 @@ def run_notebooks(names=None,            # notebook names or prefixes (default: 
         if 'out_dir' in declared[p] and (not docs or 'out_dir' in params): nb_params['out_dir'] = str(out)
         dest = p if docs else out/'notebooks'/p.name
         t0 = time.time()
-        pm.execute_notebook(str(p), str(dest), parameters=nb_params, cwd=str(nbs_dir), progress_bar=progress, kernel_name='python3')
+        pm.execute_notebook(str(p), str(dest), parameters=nb_params, cwd=str(nbs_dir), progress_bar=progress, kernel_name='python3',
+                            extra_arguments=['--IPKernelApp.log_level=ERROR'])   # no kernel start-up notices on the terminal
         timings.append(dict(notebook=p.name, seconds=round(time.time() - t0, 1)))
     timings = pd.DataFrame(timings)
     if (out/'timings.csv').exists():  # keep the timings of notebooks not run this time (documented runs go one by one)
@@ -131,6 +197,34 @@ def _value(s:str):
     try: return ast.literal_eval(s)
     except (ValueError, SyntaxError): return s
 
+def _shown(p) -> str:
+    "`p` as printed: relative to the working directory when it is near it, else absolute."
+    p = Path(p).resolve()
+    rel = os.path.relpath(p)
+    return p.as_posix() if rel.startswith(os.pardir + os.sep + os.pardir) else Path(rel).as_posix()
+
+def _csv_files(out_dir) -> dict:
+    "Notebook name -> the tidy CSVs under `out_dir` that hold its rows."
+    files = {}
+    for f in sorted(Path(out_dir).glob('*.csv')):
+        if f.name in ('results.csv', 'timings.csv'): continue
+        try: names = pd.read_csv(f, usecols=['notebook'])['notebook'].dropna().unique()
+        except ValueError: continue   # not a results table
+        for n in names: files.setdefault(n, []).append(f)
+    return files
+
+def headline_report(out_dir,                 # a run's output folder (or `results/`)
+                    notebooks,               # notebook names without `.ipynb`, in the order to print
+                    params:dict|None=None    # notebook -> the parameters it ran with (fills the selection labels)
+                   ) -> str:
+    "What `spurnotes run` prints: per notebook, its headline table and the CSV that holds all of its metrics."
+    res, files, parts = gather_results(out_dir), _csv_files(out_dir), []
+    for nb in notebooks:
+        if nb not in files: parts.append(f"### {nb}\n\n(writes no results table)"); continue
+        parts.append(f"### {nb}\n\n{headline_markdown(res, nb, (params or {}).get(nb))}\n\n"
+                     f"All metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]))
+    return "\n\n".join(parts)
+
 def main(argv=None):
     "Command line: `spurnotes run [NOTEBOOK ...] [-p NAME VALUE ...] [--out DIR]` and `spurnotes list`."
     ap = argparse.ArgumentParser(prog='spurnotes', description="Run the spurnotes notebooks with papermill on the built-in data.")
@@ -151,11 +245,14 @@ def main(argv=None):
             for p in experiment_notebooks(nbs_dir): print(f"{p.name}: " + ", ".join(f"{k}={v}" for k, v in notebook_parameters(p).items()))
             return 0
         t0 = time.time()
-        out = run_notebooks(a.notebooks, {k: _value(v) for k, v in a.param}, a.out, nbs_dir, not a.no_progress, a.docs)
+        over = {k: _value(v) for k, v in a.param}
+        out = run_notebooks(a.notebooks, over, a.out, nbs_dir, not a.no_progress, a.docs)
     except (ValueError, FileNotFoundError) as e:
         print(f"spurnotes: error: {e}", file=sys.stderr); return 2
-    print(f"\nResults ({out/'results.md'}):\n")
-    print(results_markdown(pd.read_csv(out/'results.csv')))
+    sel = _select(a.notebooks, nbs_dir)
+    params = {p.stem: {**(d := notebook_parameters(p)), **{k: v for k, v in over.items() if k in d}} for p in sel}
+    print(f"\nHeadline results: test splits, means over seeds (every metric of every notebook: {_shown(out/'results.csv')})\n")
+    print(headline_report(out, [p.stem for p in sel], params))
     where = nbs_dir if a.docs else out/'notebooks'
-    print(f"\nExecuted notebooks in {where}, figures in {out/'figures'}; total {time.time() - t0:.0f} s")
+    print(f"\nExecuted notebooks in {_shown(where)}, figures in {_shown(out/'figures')}; total {time.time() - t0:.0f} s")
     return 0

@@ -1,6 +1,7 @@
-"The `spurnotes` command: runs notebooks with overrides, prints and writes the results table, refuses bad input."
-import subprocess, sys, os
+"The `spurnotes` command: runs notebooks with overrides, prints a headline table per notebook, refuses bad input; the README's results tables are the committed results."
+import re, subprocess, sys, os
 import pandas as pd
+import pytest
 from conftest import NBS, ROOT
 
 def spurnotes(*args, cwd=ROOT):
@@ -10,16 +11,32 @@ def spurnotes(*args, cwd=ROOT):
 def test_run_writes_table_and_figures(tmp_path):
     r = spurnotes('run', '01_data', '-p', 'epochs', '1', '--out', str(tmp_path), '--no-progress')
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'worst group' in r.stdout and 'biased_digits' in r.stdout
     res = pd.read_csv(tmp_path/'results.csv')
     assert set(res['dataset']) == {'biased_digits', 'digits_on_backgrounds'}
     assert res['value'].between(0, 1).all()
     md = (tmp_path/'results.md').read_text()
-    assert md.startswith('### 01_data') and '| dataset' in md
+    assert md.startswith('### 01_data') and '| dataset' in md and 'average (train-weighted)' in md   # the full table: every metric
     assert (tmp_path/'figures'/'erm_baseline_groups.png').stat().st_size > 1000
     assert (tmp_path/'notebooks'/'01_data.ipynb').exists()
     # the override reached the notebook: papermill injected it
     assert 'epochs = 1' in (tmp_path/'notebooks'/'01_data.ipynb').read_text()
+    # the printed headline: the two headline metrics, the model selection with the run's epochs, test splits only,
+    # the CSV holding the rest, and no kernel or warning noise on stderr
+    out = r.stdout
+    assert '### 01_data' in out and 'worst group' in out and 'average (plain)' in out and 'biased_digits' in out
+    assert 'last epoch (of 1)' in out and 'erm_baseline.csv' in out
+    assert 'average (train-weighted)' not in out and '| valid ' not in out
+    table = [l for l in out.splitlines() if l.startswith('|')]
+    assert len(table) == 2 + 3   # header, rule, three test splits (biased: 2, backgrounds: 1)
+    assert 'Warning' not in r.stderr and 'WARNING' not in r.stderr, r.stderr
+
+def test_help_is_quiet_and_quick():
+    "No torch.jit FutureWarning (with a site-packages path) on `--help`: the cli filters it before any fastai import."
+    r = spurnotes('run', '--help')
+    assert r.returncode == 0 and 'usage: spurnotes run' in r.stdout
+    assert r.stderr == '', r.stderr
+    assert 'fastai' not in subprocess.run([sys.executable, '-c', 'import sys, spurnotes.cli; print(" ".join(sys.modules))'],
+                                          capture_output=True, text=True).stdout.split()
 
 def test_list():
     r = spurnotes('list')
@@ -36,3 +53,40 @@ def test_unknown_notebook_is_refused(tmp_path):
 def test_outside_a_checkout(tmp_path):
     r = spurnotes('run', cwd=tmp_path)
     assert r.returncode == 2 and "--nbs" in r.stderr
+
+# ---- headline tables on the committed results --------------------------------------------------------------------
+from spurnotes.cli import HEADLINES, MAIN_METRICS, gather_results, headline_table, headline_markdown, notebook_parameters
+
+RESULTS = ROOT/'results'
+RES = gather_results(RESULTS)
+KEYS = ['dataset', 'split', 'method', 'selection', 'seeds']
+
+@pytest.mark.parametrize('nb', sorted(HEADLINES))
+def test_headline_is_compact(nb):
+    "Each committed notebook's headline: its few metrics, no empty cells, a model selection on every row, test splits only."
+    if nb not in set(RES['notebook']): pytest.skip(f"no committed results of {nb}")
+    t = headline_table(RES, nb, notebook_parameters(NBS/f'{nb}.ipynb'))
+    metrics = [c for c in t.columns if c not in KEYS]
+    assert metrics == [m for m in HEADLINES[nb]['metrics'] if m in metrics] and 1 <= len(metrics) <= 3
+    assert t[metrics].notna().all().all(), t
+    assert (t['selection'].str.len() > 1).all()
+    assert not t['split'].isin(['valid', 'train']).any()
+    assert len(t) <= 40 and not t.duplicated(['dataset', 'split', 'method', 'selection']).any()
+
+def test_headline_means_match_the_csv():
+    "An independent computation: the mean of 03's ERM worst group on test_biased over seeds, straight from masktune.csv."
+    raw = pd.read_csv(RESULTS/'masktune.csv') if (RESULTS/'masktune.csv').exists() else None
+    if raw is None: pytest.skip("no masktune.csv")
+    want = raw[(raw.method == 'ERM') & (raw.split == 'test_biased') & (raw.metric == 'worst group')]['value']
+    t = headline_table(RES, '03_masktune')
+    got = t[(t.method == 'ERM') & (t.split == 'test_biased')]
+    assert len(got) == 1 and abs(got['worst group'].iloc[0] - want.mean()) < 1e-12
+    assert got['seeds'].iloc[0] == raw.loc[want.index, 'seed'].nunique()
+
+def test_unknown_notebook_falls_back_to_complete_metrics():
+    df = pd.DataFrame(dict(notebook='77_new', dataset='d', method=['a', 'a', 'b', 'b'], split='test',
+                           metric=['x', 'y', 'x', 'z'], value=[1., 2., 3., 4.]))
+    t = headline_table(df, '77_new')
+    assert [c for c in t.columns if c not in KEYS] == ['x'] and len(t) == 2
+    both = pd.DataFrame(dict(notebook='78_new', dataset='d', method='a', split='test', metric=MAIN_METRICS + ['other'], value=[.1, .2, .3]))
+    assert [c for c in headline_table(both, '78_new').columns if c not in KEYS] == MAIN_METRICS
