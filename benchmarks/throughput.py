@@ -3,6 +3,7 @@
 Run: `python benchmarks/throughput.py [--cpu-small] [--reps N] [--batches N] [--arch resnet50] [--size 224] [--bs 128]
 [--precision fp32|bf16|fp16] [--channels-last] [--threads N]`.
 Defaults are the GPU setting (ResNet-50, 224 px, batch 128); `--cpu-small` is SmallCNN, 28 px, batch 32 (what CI runs).
+On a GPU: `python benchmarks/throughput.py --precision bf16 --channels-last` (ResNet-50, 224 px, bf16, channels_last).
 Synthetic data is held on the device (a `GroupDataset` batched by tensor indexing, as the package's DataLoaders do).
 For each method one repetition is a fastai epoch of `--batches` training batches (`Learner.fit(1)`, validation skipped,
 no metrics, no bar or log) and the plain loop over the same number of batches of the same data (random indices,
@@ -10,14 +11,15 @@ no metrics, no bar or log) and the plain loop over the same number of batches of
 The plain loops call the same package functions for the method's own computation (XGradCAM masks:
 `spurnotes.masktune`; ULE's student and teacher gradients: `spurnotes.ule`) and mix the spurious images inline, so the
 ratio is the cost of fastai's `Learner`, callbacks and optimizer around the same work. Precision: fastai's `to_bf16()`
-/ `to_fp16()` against `torch.autocast` (and a `GradScaler` for fp16) in the plain loop; CUDA only (fastai's
-`MixedPrecision` autocasts CUDA).
+/ `to_fp16()` against `torch.autocast` (and a `GradScaler` for fp16) in the plain loop, the masking and ULE passes under
+the same autocast on both sides. fastai's `MixedPrecision` autocasts CUDA only; on a CPU, `--precision bf16` still
+goes through `to_bf16()`, with `CPUAutocast` swapping its autocast for the CPU's (fp16 needs CUDA's `GradScaler`).
 """
-import argparse, contextlib, copy, time, warnings
+import argparse, contextlib, copy, inspect, time, warnings
 import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback, CancelValidException
-import fastai.callback.fp16  # Learner.to_bf16 / to_fp16
+from fastai.callback.fp16 import MixedPrecision  # and Learner.to_bf16 / to_fp16
 from spurnotes.core import GroupDataset, GroupInfo, SmallCNN, make_backbone, erm_learner, group_dls, cam_layer, set_seed
 from spurnotes.masktune import MaskTune, saliency_heat, saliency_mask, apply_mask
 from spurnotes.data_mixing import SpuriousMix
@@ -29,6 +31,15 @@ LR, MOM, WD = 0.01, 0.9, 1e-4
 class _NoValidate(Callback):
     "Skip the validation pass: only training images are timed."
     def before_validate(self): raise CancelValidException()
+
+class CPUAutocast(Callback):
+    "After fastai's `MixedPrecision.before_fit` (order 10): on a CPU, its (CUDA) autocast replaced by the CPU's, same dtype."
+    order = 11
+    def before_fit(self):
+        mp = [cb for cb in self.learn.cbs if isinstance(cb, MixedPrecision)]
+        if mp and self.dls.device.type == 'cpu': mp[0].autocast = torch.autocast('cpu', dtype=mp[0].autocast.fast_dtype)
+
+_HEAT_DTYPE = 'dtype' in inspect.signature(saliency_heat).parameters   # the masking pass takes the learner's precision
 
 def _sync(device):
     if torch.device(device).type == 'cuda': torch.cuda.synchronize()
@@ -81,7 +92,9 @@ class Plain:
     def step(self):
         x, y = self.batch()
         self.model.train()
-        if self.method == 'MaskTune': x = apply_mask(x, saliency_mask(saliency_heat(self.smodel, cam_layer(self.smodel), x)))
+        if self.method == 'MaskTune':
+            kw = dict(dtype=self.dtype) if _HEAT_DTYPE else {}
+            x = apply_mask(x, saliency_mask(saliency_heat(self.smodel, cam_layer(self.smodel), x, **kw)))
         if self.method == 'SpuriousMix': x = self.mix(x, y)
         if self.method == 'ULE':
             xx = x.detach().requires_grad_()
@@ -113,12 +126,14 @@ def fastai_learner(method, model, ds, spur, bs, precision, channels_last, seed=0
     learn = erm_learner(dls, model, info, lr=LR, mom=MOM, wd=WD, metrics=[], cbs=cbs)
     if precision == 'bf16': learn = learn.to_bf16()
     if precision == 'fp16': learn = learn.to_fp16()
+    if precision != 'fp32' and ds.x.device.type == 'cpu': learn.add_cb(CPUAutocast())
     return learn
 
 def main(arch='resnet50', size=224, bs=128, batches=10, reps=5, precision='fp32', channels_last=False, device=None, threads=None, quiet=False):
     "Print and return one row per method: images/s of fastai and of the plain loop, and their ratio (medians of interleaved reps)."
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if precision != 'fp32' and device.type != 'cuda': raise ValueError(f"--precision {precision}: fastai's mixed precision autocasts CUDA; on a CPU use fp32.")
+    if precision == 'fp16' and device.type != 'cuda': raise ValueError("--precision fp16 needs CUDA (its GradScaler); on a CPU use fp32 or bf16.")
+    if precision not in ('fp32', 'bf16', 'fp16'): raise ValueError(f"--precision {precision}: expected fp32, bf16 or fp16.")
     if threads: torch.set_num_threads(threads)
     set_seed(0)
     ds, spur = synthetic(max(4 * bs, batches * bs), size, device)
@@ -163,5 +178,5 @@ if __name__ == '__main__':
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'])
     p.add_argument('--channels-last', action='store_true'); p.add_argument('--threads', type=int, default=None)
     a = p.parse_args()
-    if a.cpu_small: main('small_cnn', 28, 32, 8, a.reps, 'fp32', a.channels_last, 'cpu', a.threads or 1)
+    if a.cpu_small: main('small_cnn', 28, 32, 8, a.reps, a.precision, a.channels_last, 'cpu', a.threads or 1)
     else: main(a.arch, a.size, a.bs, a.batches, a.reps, a.precision, a.channels_last, threads=a.threads)

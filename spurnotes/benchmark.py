@@ -1,4 +1,4 @@
-"""Reference methods that the field compares against, as fastai pieces: **GroupDRO** (Sagawa, Koh, Hashimoto, Liang, *Distributionally Robust Neural Networks for Group Shifts*, [arXiv 1911.08731](https://arxiv.org/abs/1911.08731), 2020: group labels, online group weights) and **JTT** (Liu, Haghgoo, Chen, Raghunathan, Koh, Sagawa, Liang, Finn, *Just Train Twice*, [arXiv 2107.09044](https://arxiv.org/abs/2107.09044), 2021: no group labels, upweight ERM's errors and retrain); ERM, GroupDRO and JTT on the built-in *Digits on backgrounds* testbed with the same data, backbone and budget; throughput against plain PyTorch; and training on several processes through fastai's Accelerate integration.
+"""Sagawa, Koh, Hashimoto, Liang, *Distributionally Robust Neural Networks for Group Shifts* (2020, [arXiv 1911.08731](https://arxiv.org/abs/1911.08731)) and Liu et al., *Just Train Twice: Improving Group Robustness without Training Group Information* (2021, [arXiv 2107.09044](https://arxiv.org/abs/2107.09044)): GroupDRO and JTT, the reference methods the field compares against, as fastai pieces, run beside ERM and the methods of the other notebooks with the same data, backbone and budget.
 
 Docs: https://spurnotes.github.io/spurnotes/benchmark.html.md"""
 
@@ -19,10 +19,12 @@ from fastai.losses import CrossEntropyLossFlat
 from .core import GroupInfo, GroupDataset, GroupMetric, group_dl, group_dls, group_metrics, accuracy_from_counts
 
 # %% auto #0
-__all__ = ['group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt', 'SyncedGroupMetric',
-           'distributed_group_metrics', 'distrib_ctx']
+__all__ = ['group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt',
+           'SyncedGroupMetric', 'distributed_group_metrics', 'distrib_ctx']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
+def _world(): return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
                  g:torch.Tensor,       # group of each example `(N,)`
                  n_groups:int):
@@ -30,6 +32,15 @@ def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
     onehot = F.one_hot(g.long(), n_groups).to(losses.dtype)
     counts = onehot.sum(0)
     return onehot.T @ losses / counts.clamp(min=1), counts
+
+# %% ../nbs/06_benchmark.ipynb #15b4d278
+def pooled_group_losses(gl:torch.Tensor,      # the batch's group mean losses `(G,)` (`group_losses`)
+                        counts:torch.Tensor):  # and its group counts `(G,)`
+    "Group mean losses of the batches of every process together (sums and counts all-reduced); `gl` on one process."
+    if _world() == 1: return gl
+    t = torch.stack([gl * counts, counts]).detach().clone()
+    dist.all_reduce(t)
+    return t[0] / t[1].clamp(min=1)
 
 class GroupDROLoss:
     "Online group DRO (Sagawa et al. 2020): `q <- q*exp(eta*(loss_g + C/sqrt(n_g)))` normalised, then `loss = sum_g q_g*loss_g`; `loss(pred, y, a)`."
@@ -49,16 +60,17 @@ class GroupDROLoss:
         self.ce = CrossEntropyLossFlat(reduction='none')
     def __call__(self, pred, y, a=None, *args):
         if a is None: raise ValueError("GroupDRO needs group labels: the loss is called as loss(pred, y, a), from DataLoaders whose batches are (x, y, a) (`group_dls`).")
-        gl, _ = group_losses(self.ce(pred.float(), y), self.info.group(y.long(), a.long()), self.info.n_groups)
+        gl, counts = group_losses(self.ce(pred.float(), y), self.info.group(y.long(), a.long()), self.info.n_groups)
         q = self.q.to(gl.device)
-        if self.update:
-            q = q * torch.exp(self.eta * (gl.detach() + self.adjustment.to(gl.device)))
+        if self.update:   # the same step on every process: group losses pooled over them
+            q = q * torch.exp(self.eta * (pooled_group_losses(gl.detach(), counts) + self.adjustment.to(gl.device)))
             q = q / q.sum()
             self.q = q
         return gl @ q
     def activation(self, x): return self.ce.activation(x)
     def decodes(self, x): return self.ce.decodes(x)
 
+# %% ../nbs/06_benchmark.ipynb #9be43004
 class GroupDRO(Callback):
     "Train with `GroupDROLoss` in place of the learner's loss during `fit` (q moves on training batches only); `history` holds q after every epoch's training pass."
     order = 0
@@ -86,6 +98,7 @@ def error_set(model:nn.Module, ds, bs:int=256, device=None):
     finally: model.train(was)
     return torch.cat(wrong)
 
+# %% ../nbs/06_benchmark.ipynb #83019269
 def _check_lam_up(lam_up):
     if int(lam_up) != lam_up or lam_up < 1: raise ValueError(f"JTT: lam_up={lam_up} is how many times each error appears; expected an integer >= 1.")
 
@@ -102,6 +115,7 @@ def jtt_weights(errors:torch.Tensor, lam_up:float):
     e = torch.as_tensor(errors).bool()
     return torch.where(e, torch.tensor(float(lam_up)), torch.tensor(1.))
 
+# %% ../nbs/06_benchmark.ipynb #0b4348b1
 def _quiet_fit(learn, n):
     with learn.no_bar(), learn.no_logging(): learn.fit(n)
 
@@ -125,8 +139,6 @@ def jtt(make_learner,               # `DataLoaders -> Learner` with a *new* mode
     return dict(learner=second, identification=first, errors=errors, indices=idxs)
 
 # %% ../nbs/06_benchmark.ipynb #3bf55a6a
-def _world(): return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
 class SyncedGroupMetric(GroupMetric):
     "A `GroupMetric` whose per-group counts are summed over the processes of a distributed run before its value is computed."
     def reset(self): super().reset(); self._synced = None

@@ -97,4 +97,20 @@ def test_throughput_script_on_cpu():
     rows = tp.main('small_cnn', 16, 8, 2, 1, device='cpu', threads=1)
     assert [r['method'] for r in rows] == tp.METHODS
     for r in rows: assert r['fastai_img_s'] > 0 and r['plain_img_s'] > 0 and math.isfinite(r['ratio'])
-    with pytest.raises(ValueError, match="on a CPU use fp32"): tp.main('small_cnn', 16, 8, 2, 1, precision='bf16', device='cpu')
+    with pytest.raises(ValueError, match="on a CPU use fp32 or bf16"): tp.main('small_cnn', 16, 8, 2, 1, precision='fp16', device='cpu')
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_throughput_script_bf16_on_cpu():
+    "`--precision bf16` on a CPU goes through fastai's to_bf16(), its autocast swapped for the CPU's: every method trains in bf16."
+    spec = importlib.util.spec_from_file_location('throughput', Path(__file__).parents[1]/'benchmarks'/'throughput.py')
+    tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp)
+    rows = tp.main('small_cnn', 16, 8, 2, 1, precision='bf16', device='cpu', threads=1, quiet=True)
+    assert [r['method'] for r in rows] == tp.METHODS and all(r['ratio'] > 0 and math.isfinite(r['ratio']) for r in rows)
+    # the swapped autocast is on: the model's outputs in a fastai step are bf16
+    ds, spur = tp.synthetic(32, 16, 'cpu')
+    learn = tp.fastai_learner('ERM', tp.make_model('small_cnn', 'cpu', False), ds, spur, 8, 'bf16', False)
+    dtypes = []
+    h = learn.model.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    h.remove()
+    assert dtypes and all(d == torch.bfloat16 for d in dtypes), dtypes

@@ -3,13 +3,16 @@
 Run as a script under a launcher, it trains and writes each rank's weights and metrics to OUT_DIR:
 `torchrun --standalone --nproc_per_node 2 tests/test_distributed.py OUT_DIR` (on GPUs: `accelerate launch --multi_gpu --num_processes 2 ...`).
 The test launches it and checks that both ranks end with identical weights and that the group metrics every rank
-reports are those of the whole validation set (an evaluation of the final model on one process), not of its shard.
+reports are those of the whole validation set (an evaluation of the final model on one process), not of its shard;
+then the same for one GroupDRO epoch, and that both ranks end with identical group weights q, whose first step is the
+one computed by hand from both shards' group losses pooled (not from one rank's batch).
 """
-import json, os, subprocess, sys
+import json, math, os, subprocess, sys
 from pathlib import Path
 import pytest
 
 N_TRAIN, N_VALID, BS = 512, 192, 32   # the validation set divides by 2 processes: no padded (repeated) examples
+ETA = 0.5   # GroupDRO step size: large, so that q moves visibly in one epoch
 
 def toy():
     "A seeded toy task: the label is the brightness of the left half, the attribute of the right half; 4 groups, unbalanced."
@@ -44,8 +47,28 @@ def worker(out):
     values = dict(zip(names, learn.recorder.values[-1][2:]))   # after train loss, valid loss
     torch.save(learn.model.state_dict(), Path(out)/f'weights_{rank}.pt')
     (Path(out)/f'metrics_{rank}.json').write_text(json.dumps(dict(world=world, metrics=values)))
+    # GroupDRO: one epoch on the same shards; this rank's group loss sums and counts of the first training batch, q after it
+    import torch.nn.functional as F
+    from fastai.callback.core import Callback
+    from spurnotes.benchmark import GroupDRO, group_losses
+    class FirstStep(Callback):
+        order = 50
+        def before_fit(self): self.rec = None
+        def after_loss(self):
+            if self.rec is not None or not self.learn.training: return
+            y, a = self.learn.yb
+            gl, n = group_losses(F.cross_entropy(self.learn.pred.float(), y, reduction='none'), info.group(y.long(), a.long()), info.n_groups)
+            self.rec = dict(sums=(gl * n).tolist(), counts=n.tolist(), q=self.learn.loss_func.q.tolist())
+    set_seed(0)
+    dro, first = GroupDRO(eta=ETA), FirstStep()
+    learn = erm_learner(group_dls(tr, va, bs=BS, seed=0, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), info, lr=0.05, path=out, cbs=[dro, first])
+    with learn.no_bar(), distrib_ctx(learn):
+        learn.fit(1)
+    torch.save(learn.model.state_dict(), Path(out)/f'dro_weights_{rank}.pt')
+    (Path(out)/f'dro_{rank}.json').write_text(json.dumps(dict(first=first.rec, q=dro.q.tolist(), history=[h.tolist() for h in dro.history],
+                                                            metrics=dict(zip(names, learn.recorder.values[-1][2:])))))
 
-def launch(out, timeout=170):
+def launch(out, timeout=300):
     "Run `worker` in 2 CPU processes with PyTorch's launcher; Accelerate's `Accelerator(cpu=True)` joins its gloo group."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', __file__, str(out)]
@@ -75,6 +98,25 @@ def test_two_cpu_processes(tmp_path):
     # and not one shard's: the first half of the validation set gives other numbers (a check that the test can fail)
     half = learner_group_report(learn, group_dls(tr, va.subset(torch.arange(N_VALID // 2)), bs=BS, device='cpu').valid)
     assert any(abs(half.loc[n, 'accuracy'] - full[k]) > 1e-6 for n, k in [('average (plain)', 'plain_acc'), ('average (group mean)', 'group_mean_acc')])
+
+    # GroupDRO: identical weights and q on both ranks, the same gathered metrics
+    v0, v1 = (torch.load(tmp_path/f'dro_weights_{k}.pt') for k in (0, 1))
+    different = [k for k in v0 if not torch.equal(v0[k], v1[k])]
+    assert not different, f"the ranks' GroupDRO weights differ in {different}"
+    d0, d1 = (json.loads((tmp_path/f'dro_{k}.json').read_text()) for k in (0, 1))
+    assert d0['q'] == d1['q'] and d0['history'] == d1['history'], (d0['q'], d1['q'])
+    assert abs(sum(d0['q']) - 1) < 1e-6 and max(abs(v - 0.25) for v in d0['q']) > 1e-3   # q moved
+    assert d0['metrics'] == d1['metrics']
+    # the first step by hand: per-group loss sums and counts of both shards pooled, then q <- q exp(eta * loss_g), normalised
+    def step(sums, counts):
+        q = [0.25 * math.exp(ETA * (s / c if c else 0.)) for s, c in zip(sums, counts)]
+        return [v / sum(q) for v in q]
+    f0, f1 = d0['first'], d1['first']
+    pooled = step([a + b for a, b in zip(f0['sums'], f1['sums'])], [a + b for a, b in zip(f0['counts'], f1['counts'])])
+    for f in (f0, f1): assert max(abs(a - b) for a, b in zip(f['q'], pooled)) < 1e-6, (f['q'], pooled)
+    # and the check can fail: each rank's own batch alone gives another step
+    own0, own1 = step(f0['sums'], f0['counts']), step(f1['sums'], f1['counts'])
+    assert max(abs(a - b) for a, b in zip(own0, own1)) > 1e-4 and max(abs(a - b) for a, b in zip(own0, pooled)) > 1e-4
 
 if __name__ == '__main__':
     worker(sys.argv[1])
