@@ -1,4 +1,4 @@
-"""Taghanaki et al. (NeurIPS 2022): XGradCAM saliency of an ERM model, thresholded per image, masks the training set; one epoch of fine-tuning from the last ERM checkpoint forces the model to explore other features; no group labels needed.
+"""Taghanaki et al., *MaskTune: Mitigating Spurious Correlations by Forcing to Explore* (NeurIPS 2022, [arXiv 2210.00055](https://arxiv.org/abs/2210.00055)): the XGradCAM saliency of an ERM model masks the training set, and one epoch of fine-tuning on the masked images makes the model look elsewhere, with no group labels.
 
 Docs: https://spurnotes.github.io/spurnotes/masktune.html.md"""
 
@@ -20,44 +20,58 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.hook import Hook
 from fastai.callback.tracker import SaveModelCallback
+from fastai.callback.fp16 import MixedPrecision, AMPMode
 from .core import GroupDataset, group_dls, group_dl, get_group_preds, cam_layer
 
 # %% auto #0
-__all__ = ['xgradcam', 'minmax', 'saliency_heat', 'saliency_threshold', 'saliency_mask', 'apply_mask', 'random_square_mask',
-           'dataset_masks', 'masked_dataset', 'SaveLastCallback', 'SnapshotCallback', 'fit_with_checkpoints',
-           'load_checkpoint', 'masktune', 'MaskTune', 'product_confidence', 'risk_coverage', 'saliency_share',
-           'masked_share', 'dataset_heat']
+__all__ = ['autocast_ctx', 'learner_amp_dtype', 'xgradcam', 'minmax', 'saliency_heat', 'saliency_threshold', 'saliency_mask',
+           'apply_mask', 'random_square_mask', 'dataset_masks', 'masked_dataset', 'SaveLastCallback',
+           'SnapshotCallback', 'fit_with_checkpoints', 'load_checkpoint', 'masktune', 'MaskTune', 'product_confidence',
+           'risk_coverage', 'saliency_share', 'masked_share', 'dataset_heat']
 
 # %% ../nbs/03_masktune.ipynb #f3d2e046
+def autocast_ctx(device,            # a device or device name (its type picks the autocast backend)
+                 dtype=None):       # torch.bfloat16 / torch.float16, or None for full precision
+    "`torch.autocast` on `device`'s type with `dtype`; a no-op context when `dtype` is None."
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+def learner_amp_dtype(learn:Learner):
+    "The autocast dtype of `learn`'s fastai `MixedPrecision` callback (`to_bf16()`, `to_fp16()`); None without one."
+    mp = [cb for cb in learn.cbs if isinstance(cb, MixedPrecision)]
+    if not mp: return None
+    return torch.bfloat16 if AMPMode(mp[0].amp_mode) == AMPMode.BF16 else torch.float16
+
 def xgradcam(model:nn.Module,       # a classifier returning logits
              layer:nn.Module,       # the conv block whose output is explained (e.g. `model.features`)
              x:torch.Tensor,        # a batch of inputs (N, C, H, W) on the model's device
-             target=None):          # class per image; default: the predicted class
-    "XGradCAM maps `(N, h, w)` at `layer`'s resolution (ReLU'd, not normalised) and the logits, model in eval mode."
+             target=None,           # class per image; default: the predicted class
+             dtype=None):           # autocast dtype of the forward and backward (e.g. the learner's, `learner_amp_dtype`); None: full precision
+    "XGradCAM maps `(N, h, w)` at `layer`'s resolution (ReLU'd, not normalised, float32) and the logits, model in eval mode."
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad(), Hook(layer, lambda m, i, o: o, detach=False) as hook:
+        with torch.enable_grad(), autocast_ctx(x.device, dtype), Hook(layer, lambda m, i, o: o, detach=False) as hook:
             logits = model(x)
             t = logits.argmax(1) if target is None else torch.as_tensor(target, device=logits.device).long()
             acts = hook.stored
-            grads, = torch.autograd.grad(logits.gather(1, t.view(-1, 1)).sum(), acts)
-        acts, grads = acts.detach(), grads.detach()
+            grads, = torch.autograd.grad(logits.gather(1, t.view(-1, 1)).float().sum(), acts)
+        acts, grads = acts.detach().float(), grads.detach().float()   # the channel weights and the map in float32
         w = (grads * acts).sum((2, 3)) / (acts.sum((2, 3)) + 1e-7)   # XGradCAM channel weights
         cam = F.relu((w[:, :, None, None] * acts).sum(1))
     finally: model.train(was_training)
-    return cam, logits.detach()
+    return cam, logits.detach().float()
 
 def minmax(h:torch.Tensor):
     "Min-max normalise each map of a batch `(N, H, W)` to [0, 1] (eps 1e-7, as `pytorch_grad_cam`)."
     h = h - h.flatten(1).min(1).values.view(-1, 1, 1)
     return h / (1e-7 + h.flatten(1).max(1).values.view(-1, 1, 1))
 
-def saliency_heat(model:nn.Module, layer:nn.Module, x:torch.Tensor, target=None):
-    "Per-image heat in [0, 1] at input resolution `(N, H, W)`: XGradCAM, min-max, bilinear upsampling, min-max."
-    cam, _ = xgradcam(model, layer, x, target)
+def saliency_heat(model:nn.Module, layer:nn.Module, x:torch.Tensor, target=None, dtype=None):
+    "Per-image heat in [0, 1] at input resolution `(N, H, W)`: XGradCAM (under autocast `dtype` if given), min-max, bilinear upsampling, min-max."
+    cam, _ = xgradcam(model, layer, x, target, dtype)
     up = F.interpolate(minmax(cam)[:, None], size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return minmax(up)
+
 
 # %% ../nbs/03_masktune.ipynb #c4d89d49
 def saliency_threshold(heat:torch.Tensor, k:float=2.):
@@ -79,36 +93,41 @@ def apply_mask(x:torch.Tensor, mask:torch.Tensor):
     return x.masked_fill(mask[:, None].to(x.device), 0.)
 
 def random_square_mask(mask:torch.Tensor, generator:torch.Generator|None=None):
-    "Random-mask ablation: per image a square of the same area as `mask`'s, at a uniformly random place."
+    "Random-mask ablation: per image a square of the same area as `mask`'s, at a uniformly random place (drawn on `generator`'s device)."
     n, h, w = mask.shape
-    side = mask.flatten(1).sum(1).float().sqrt().round().long().clamp(0, min(h, w)).cpu()
-    top = (torch.rand(n, generator=generator) * (h - side + 1)).long()
-    left = (torch.rand(n, generator=generator) * (w - side + 1)).long()
-    r, c = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    dev = generator.device if generator is not None else mask.device
+    side = mask.flatten(1).sum(1).float().sqrt().round().long().clamp(0, min(h, w)).to(dev)
+    top = (torch.rand(n, generator=generator, device=dev) * (h - side + 1)).long()
+    left = (torch.rand(n, generator=generator, device=dev) * (w - side + 1)).long()
+    r, c = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
     out = (r >= top.view(n, 1, 1)) & (r < (top + side).view(n, 1, 1)) & (c >= left.view(n, 1, 1)) & (c < (left + side).view(n, 1, 1))
     return out.to(mask.device)
+
 
 # %% ../nbs/03_masktune.ipynb #29854c81
 def dataset_masks(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=128, device=None, k:float=2.,
                   random:bool=False,   # random-mask ablation: a square of the same area, at a random place
-                  seed:int=0):         # seed of the random squares
-    "Saliency masks `(N, H, W)` (on the CPU) of every image of `ds`, computed batch by batch on `device`."
-    device = device or next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
+                  seed:int=0,          # seed of the random squares
+                  dtype=None):         # autocast dtype of the saliency pass (the learner's: `learner_amp_dtype`); None: full precision
+    "Saliency masks `(N, H, W)` of every image of `ds`, computed batch by batch and kept on `device` (no copy to the host)."
+    device = torch.device(device or next(model.parameters()).device)
+    g = torch.Generator(device=device).manual_seed(seed)
     out = []
     for x, _, _ in group_dl(ds, bs=bs, device=device):
-        m = saliency_mask(saliency_heat(model, layer, x), k)
-        out.append((random_square_mask(m, g) if random else m).cpu())
+        m = saliency_mask(saliency_heat(model, layer, x, dtype=dtype), k)
+        out.append(random_square_mask(m, g) if random else m)
     return torch.cat(out)
 
 def masked_dataset(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=128, device=None, k:float=2.,
                    random:bool=False, seed:int=0,
-                   prior_mask:torch.Tensor|None=None):  # masks of earlier iterations, ORed in (accumulated masks)
-    "`(masked copy of ds, masks)`: `ds` with its salient pixels zeroed, the images kept in memory."
+                   prior_mask:torch.Tensor|None=None,  # masks of earlier iterations, ORed in (accumulated masks)
+                   dtype=None):                        # autocast dtype of the saliency pass
+    "`(masked copy of ds, masks)`: `ds` with its salient pixels zeroed, the images kept in memory (masks on `device`)."
     src = ds if prior_mask is None else ds.replace(x=apply_mask(ds.x, prior_mask))
-    m = dataset_masks(model, layer, src, bs, device, k, random, seed)
-    if prior_mask is not None: m = m | prior_mask
+    m = dataset_masks(model, layer, src, bs, device, k, random, seed, dtype)
+    if prior_mask is not None: m = m | prior_mask.to(m.device)
     return ds.replace(x=apply_mask(ds.x, m)), m
+
 
 # %% ../nbs/03_masktune.ipynb #bdaadc02
 class SaveLastCallback(Callback):
@@ -165,18 +184,18 @@ def masktune(learn:Learner,
              epochs:int=1,                # fine-tuning epochs per iteration (the authors: 1)
              mask_from:str|None=None,     # checkpoint the first masks come from (default `best`, as the authors)
              masks:torch.Tensor|None=None):  # first-iteration saliency masks already computed from that checkpoint (skips their pass)
-    "Fine-tune `learn` MaskTune-style; returns the learner (fine-tuned) and the last masks."
-    device = learn.dls.device
+    "Fine-tune `learn` MaskTune-style; returns the learner (fine-tuned) and the last masks. The masking pass runs under the learner's precision."
+    device, dtype = learn.dls.device, learner_amp_dtype(learn)   # to_bf16()/to_fp16(): the saliency pass autocasts too
     load_checkpoint(learn, mask_from or best, with_opt=False)
     given, masks = masks, None
     for it in range(iterations):
         lay = cam_layer(learn.model) if layer is None else learn.model.get_submodule(layer)
         if it == 0 and given is not None:   # e.g. the random-mask ablation: squares of the areas of the saliency masks
             if given.shape != (len(train_ds), *train_ds.x.shape[2:]): raise ValueError(f"masks of shape {tuple(given.shape)}; expected one (H, W) mask per training image, {(len(train_ds), *train_ds.x.shape[2:])}.")
-            masks = random_square_mask(given, torch.Generator().manual_seed(seed)) if random else given
+            masks = random_square_mask(given, torch.Generator(device=given.device).manual_seed(seed)) if random else given
             mds = train_ds.replace(x=apply_mask(train_ds.x, masks))
         else: mds, masks = masked_dataset(learn.model, lay, train_ds, bs, device, k=k,
-                                          random=random, seed=seed + it, prior_mask=masks if accumulate else None)
+                                          random=random, seed=seed + it, prior_mask=masks if accumulate else None, dtype=dtype)
         learn.dls = group_dls(mds, valid_ds, bs=bs, seed=seed + it, device=device)
         if it == 0: load_checkpoint(learn, last, with_opt=True)
         with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
@@ -191,11 +210,12 @@ class MaskTune(Callback):
         self.layer, self.k, self.random, self.seed = layer, k, random, seed  # layer None: the model's `cam_layer`
     def before_fit(self):
         self.smodel.to(self.dls.device)
-        self.gen = torch.Generator().manual_seed(self.seed)
+        self.gen = torch.Generator(device=self.dls.device).manual_seed(self.seed)   # random squares drawn on the device
+        self.dtype = learner_amp_dtype(self.learn)   # the saliency pass under the learner's precision (None: full)
     def before_batch(self):
         x = self.xb[0]
         lay = cam_layer(self.smodel) if self.layer is None else self.smodel.get_submodule(self.layer)
-        m = saliency_mask(saliency_heat(self.smodel, lay, x.detach()), self.k)
+        m = saliency_mask(saliency_heat(self.smodel, lay, x.detach(), dtype=self.dtype), self.k)
         if self.random: m = random_square_mask(m, self.gen)
         self.learn.xb = (apply_mask(x, m), *self.xb[1:])
 

@@ -1,17 +1,18 @@
-"MaskTune: XGradCAM against the `grad-cam` package, and properties of `saliency_mask` / `apply_mask`."
+"MaskTune: XGradCAM against the `grad-cam` package, properties of `saliency_mask` / `apply_mask`, and the masking pass under the learner's precision."
+import warnings
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from spurnotes.core import SmallCNN, set_seed
-from spurnotes.masktune import xgradcam, saliency_heat, saliency_mask, saliency_threshold, apply_mask, random_square_mask
-
-pytest.importorskip('pytorch_grad_cam')
-from pytorch_grad_cam import XGradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from spurnotes.core import GroupDataset, GroupInfo, SmallCNN, erm_learner, group_dls, cam_layer, set_seed
+from spurnotes.masktune import (xgradcam, saliency_heat, saliency_mask, saliency_threshold, apply_mask, random_square_mask,
+                                dataset_masks, learner_amp_dtype, fit_with_checkpoints, masktune, MaskTune)
 
 @pytest.mark.parametrize('seed', [0, 1])
 def test_xgradcam_matches_grad_cam_package(seed):
+    pytest.importorskip('pytorch_grad_cam')
+    from pytorch_grad_cam import XGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     set_seed(seed)
     model = SmallCNN(3, 2, width=8)
     with torch.no_grad():  # make BatchNorm's eval statistics non-trivial
@@ -67,3 +68,74 @@ def test_random_square_mask_same_area(n, size, area, seed):
     r = random_square_mask(mask, torch.Generator().manual_seed(seed))
     side = round(area ** 0.5)
     assert r.shape == mask.shape and (r.flatten(1).sum(1) == side * side).all()
+
+
+# --- the masking pass under the learner's precision (fastai's MixedPrecision: to_bf16() / to_fp16()) ---------------
+# CPU autocast supports bfloat16, so these run without a GPU: fastai's own MixedPrecision autocasts CUDA only, but the
+# masking pass autocasts on the learner's device type with the learner's dtype.
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 28, 28, generator=g) * 0.3
+    y = torch.arange(n) % 2
+    x[y == 1, 0, :6, :6] = 1.   # a red square on class 1: something for the saliency to find
+    return GroupDataset(x, y, torch.zeros(n, dtype=torch.long))
+
+def _learner(ds, precision, tmp_path, seed=0):
+    set_seed(seed)
+    learn = erm_learner(group_dls(ds, ds.subset(torch.arange(32)), bs=32, seed=seed, device='cpu'), SmallCNN(3, 2, width=8, hidden=16),
+                        GroupInfo(['0', '1'], ['u']), path=tmp_path/precision)
+    return learn.to_bf16() if precision == 'bf16' else learn.to_fp16() if precision == 'fp16' else learn
+
+class _Dtypes:
+    "Record the dtype of `layer`'s output on every forward in eval mode (the saliency pass; training steps are in train mode)."
+    def __init__(self, layer): self.seen, self.h = [], layer.register_forward_hook(lambda m, i, o: self.seen.append(o.dtype) if not m.training else None)
+    def __enter__(self): return self
+    def __exit__(self, *a): self.h.remove()
+
+def test_learner_amp_dtype(tmp_path):
+    ds = _data()
+    assert learner_amp_dtype(_learner(ds, 'fp32', tmp_path)) is None
+    assert learner_amp_dtype(_learner(ds, 'bf16', tmp_path)) == torch.bfloat16
+    assert learner_amp_dtype(_learner(ds, 'fp16', tmp_path)) == torch.float16
+
+def _iou(a, b): return ((a & b).flatten(1).sum(1).float() / (a | b).flatten(1).sum(1).clamp(min=1).float())
+
+def test_dataset_masks_autocast_bf16_close_to_fp32(tmp_path):
+    ds = _data()
+    learn = _learner(ds, 'bf16', tmp_path)
+    with warnings.catch_warnings(), learn.no_bar(), learn.no_logging():
+        warnings.simplefilter('ignore'); learn.fit(2)
+    model, layer = learn.model.eval(), cam_layer(learn.model)
+    with _Dtypes(layer) as rec: m32 = dataset_masks(model, layer, ds, bs=32)
+    assert set(rec.seen) == {torch.float32}
+    with _Dtypes(layer) as rec: m16 = dataset_masks(model, layer, ds, bs=32, dtype=learner_amp_dtype(learn))
+    assert set(rec.seen) == {torch.bfloat16} and len(rec.seen) == 3   # three batches, each forward under bf16 autocast
+    assert m16.dtype == torch.bool and m16.shape == m32.shape == (len(ds), 28, 28) and m16.device == m32.device
+    assert (m16 == m32).float().mean() > 0.99     # pixels that agree
+    assert _iou(m16, m32).mean() > 0.9            # masks that overlap: bf16 moves the threshold by a pixel here and there
+    h32, h16 = (saliency_heat(model, layer, ds.x[:32], dtype=d) for d in (None, torch.bfloat16))
+    assert h16.dtype == torch.float32 and (h16 - h32).abs().mean() < 0.02   # the heat itself, in [0, 1]
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_masktune_masking_pass_follows_learner_precision(precision, tmp_path):
+    "`masktune` reads the learner's precision: its saliency pass autocasts under a bf16 learner, not under an fp32 one."
+    ds = _data()
+    learn = _learner(ds, precision, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        fit_with_checkpoints(learn, 2)
+        with _Dtypes(cam_layer(learn.model)) as rec: _, masks = masktune(learn, ds, ds.subset(torch.arange(32)), bs=32)
+    # eval-mode forwards: the masking pass, then validation (fastai's autocast is CUDA-only, so validation is fp32 on a CPU)
+    want = torch.bfloat16 if precision == 'bf16' else torch.float32
+    assert rec.seen[:3] == [want] * 3 and masks.shape == (len(ds), 28, 28)
+
+def test_masktune_callback_follows_learner_precision(tmp_path):
+    ds = _data()
+    smodel = SmallCNN(3, 2, width=8, hidden=16).eval()
+    for precision, want in [('fp32', torch.float32), ('bf16', torch.bfloat16)]:
+        learn = _learner(ds, precision, tmp_path)
+        cb = MaskTune(smodel)
+        with _Dtypes(cam_layer(cb.smodel)) as rec, warnings.catch_warnings(), learn.no_bar(), learn.no_logging():
+            warnings.simplefilter('ignore'); learn.fit(1, cbs=[cb])
+        assert set(rec.seen) == {want} and len(rec.seen) == 3   # one saliency pass per training batch
