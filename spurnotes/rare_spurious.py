@@ -1,4 +1,4 @@
-"""Patterns, the spurious score, sweeps over n x pattern x architecture, data deletion (incremental retraining and LiSSA influence), mitigation and membership inference, after Yang, Chou and Chaudhuri (2022, [arXiv:2202.05189](https://arxiv.org/abs/2202.05189)).
+"""Yang, Chou and Chaudhuri, *Understanding Rare Spurious Correlations in Neural Networks* (2022, [arXiv 2202.05189](https://arxiv.org/abs/2202.05189)): put a pattern on a handful of training images of one class and test whether the network ties the pattern to that class, whether deleting the images undoes it, and what weight decay, input noise and membership inference show.
 
 Docs: https://spurnotes.github.io/spurnotes/rare_spurious.html.md"""
 
@@ -26,10 +26,10 @@ from .data import PATTERNS, Pattern, make_pattern, inject_pattern, digit_splits,
 
 # %% auto #0
 __all__ = ['ARCHS', 'rare_data', 'make_model', 'step_schedule', 'rare_learner', 'train_rare', 'class_probs', 'pattern_deltas',
-           'spurious_indicators', 'spurious_score', 'mean_sem', 'welch_greater', 'run_name', 'clean_accuracy',
-           'rare_sweep', 'summarise_sweep', 'input_sensitivity', 'incremental_retrain', 'model_loss_fn', 'hvp',
-           'lissa_ihvp', 'param_change', 'group_influence_update', 'GaussianNoise', 'mia_features', 'model_probs',
-           'shadow_attack', 'attack_accuracy', 'explorer_view']
+           'spurious_indicators', 'spurious_score', 'mean_sem', 'welch_greater', 'rank_corr', 'linear_corr', 'run_name',
+           'clean_accuracy', 'rare_sweep', 'summarise_sweep', 'input_sensitivity', 'incremental_retrain',
+           'model_loss_fn', 'hvp', 'lissa_ihvp', 'param_change', 'group_influence_update', 'GaussianNoise',
+           'mia_features', 'model_probs', 'shadow_attack', 'attack_accuracy', 'explorer_view']
 
 # %% ../nbs/02_rare_spurious.ipynb #a6bbded7
 def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mnist' / 'fashion_mnist' / 'cifar10' (torchvision)
@@ -118,16 +118,32 @@ def spurious_score(model:nn.Module, ds:GroupDataset, pattern:Pattern, c:int,
 def mean_sem(values):
     "Mean and standard error of the mean (ddof=1; SEM 0 for a single value)."
     v = np.asarray(values, dtype=float)
-    return v.mean(), (v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.)
+    return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.)
 
 def welch_greater(a, b):
     "p-value of the one-sided Welch t-test that mean(a) > mean(b) (unequal variances; Welch-Satterthwaite degrees of freedom)."
     a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2: return 1.   # no variance estimate: no evidence either way
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     if va + vb == 0: return 0. if a.mean() > b.mean() else 1.
     t = (a.mean() - b.mean()) / np.sqrt(va + vb)
-    df = (va + vb)**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    with np.errstate(divide='ignore', invalid='ignore'):   # one sample without variance: its term of the df is 0/0
+        df = (va + vb)**2 / (np.divide(va**2, len(a) - 1) + np.divide(vb**2, len(b) - 1))
     return float(stats.t.sf(t, df))
+
+def rank_corr(x, y):
+    "Spearman's ρ and its two-sided p-value, (NaN, NaN) when either input is constant (where scipy would warn)."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0: return np.nan, np.nan
+    r = stats.spearmanr(x, y)
+    return float(r.statistic), float(r.pvalue)
+
+def linear_corr(x, y):
+    "Pearson's r and its two-sided p-value, (NaN, NaN) when either input is constant (where scipy would warn)."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0: return np.nan, np.nan
+    r = stats.pearsonr(x, y)
+    return float(r.statistic), float(r.pvalue)
 
 # %% ../nbs/02_rare_spurious.ipynb #00bc0a7f
 def run_name(cfg:dict):
@@ -190,7 +206,7 @@ def rare_sweep(splits:dict,                 # {'train', 'valid', 'test'} GroupDa
 
 # %% ../nbs/02_rare_spurious.ipynb #01bcb045
 def summarise_sweep(runs:pd.DataFrame, threshold:float=0.1):
-    "One row per (arch, pattern, n): both score variants as mean ± SEM over seeds, clean accuracy, and Welch p-values vs n = 0."
+    "One row per (arch, pattern, n): both score variants as mean, std and SEM over seeds, clean accuracy, and Welch p-values vs n = 0."
     out = []
     for (arch, pname, n), g in runs.groupby(['arch', 'pattern', 'n']):
         c = g['target_class'].iloc[0]
@@ -198,9 +214,11 @@ def summarise_sweep(runs:pd.DataFrame, threshold:float=0.1):
         row = dict(arch=arch, pattern=pname, n=n, norm=g['norm'].iloc[0], seeds=len(g))
         for var, excl in (('score', False), ('score_not_c', True)):
             row[var], row[f"{var}_sem"] = mean_sem(g[var])
+            row[f"{var}_std"] = g[var].std(ddof=1) if len(g) > 1 else 0.
             ind = lambda d: np.concatenate([spurious_indicators(r.delta, r.y, c, threshold, excl).numpy() for r in d.itertuples()])
             row[f"{var}_p"] = welch_greater(ind(g), ind(clean)) if len(clean) and n > 0 else np.nan
         row['clean_acc'], row['clean_acc_sem'] = mean_sem(g['clean_acc'])
+        row['clean_acc_std'] = g['clean_acc'].std(ddof=1) if len(g) > 1 else 0.
         out.append(row)
     return pd.DataFrame(out)
 
@@ -340,13 +358,15 @@ def explorer_view(model:nn.Module, x:torch.Tensor, pattern:Pattern, c:int, title
     "Figure: the image, the patterned image, and the model's class probabilities on each (class `c` highlighted)."
     xp = pattern(x)
     pr = model_probs(model, torch.stack([x, xp]))
-    fig, axs = plt.subplots(1, 3, figsize=(10, 2.8), gridspec_kw=dict(width_ratios=[1, 1, 2.2]))
+    fig, axs = plt.subplots(1, 3, figsize=(10.5, 3), gridspec_kw=dict(width_ratios=[1, 1, 2.4]))
     for ax, im, t in ((axs[0], x, 'clean'), (axs[1], xp, f"with {pattern.name}")):
         ax.imshow(im.permute(1, 2, 0).squeeze(-1).clamp(0, 1), cmap='gray', vmin=0, vmax=1); ax.set_title(t, fontsize=9); ax.axis('off')
     k = np.arange(pr.shape[1])
     axs[2].bar(k - 0.2, pr[0], 0.4, label='clean'); axs[2].bar(k + 0.2, pr[1], 0.4, label=f"with {pattern.name}")
-    axs[2].set_xticks(k); axs[2].set_ylim(0, 1); axs[2].set_ylabel('probability'); axs[2].legend(fontsize=8)
+    axs[2].set_xticks(k); axs[2].set_ylim(0, 1.05); axs[2].set_ylabel('predicted probability'); axs[2].set_xlabel('class')
+    axs[2].legend(fontsize=8, loc='upper right')
     axs[2].get_xticklabels()[c].set_color('red')
     axs[2].set_title(f"p(c={c}): {pr[0, c]:.2f} → {pr[1, c]:.2f}", fontsize=9)
     if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

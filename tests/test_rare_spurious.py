@@ -164,3 +164,18 @@ def test_sweep_keeps_learners():
     for r in runs.itertuples():
         s = rs.spurious_score(kept[(r.arch, r.pattern, r.n, r.seed)].model, splits['test'], make_pattern(r.pattern, (1, 8, 8)), 0)
         assert s == pytest.approx(r.score)
+
+
+def test_correlations_and_welch_without_warnings():
+    "rank_corr/linear_corr equal scipy's and give NaN (not scipy's ConstantInputWarning) on constant inputs; welch_greater never warns."
+    import warnings
+    from scipy import stats
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=15), g.normal(size=15)
+    assert rs.rank_corr(x, y) == pytest.approx(tuple(stats.spearmanr(x, y)))
+    assert rs.linear_corr(x, y) == pytest.approx(tuple(stats.pearsonr(x, y)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert all(np.isnan(v) for v in rs.rank_corr(x, np.zeros(15)) + rs.linear_corr(np.ones(15), y) + rs.rank_corr([1, 2], [3, 4]))
+        assert rs.welch_greater(np.zeros(5), np.r_[np.zeros(4), 1.]) > 0.5      # one sample without variance
+        assert rs.welch_greater([1.], [0., 1.]) == 1. and rs.welch_greater(np.ones(3), np.ones(3)) == 1.
