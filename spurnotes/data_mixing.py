@@ -1,4 +1,4 @@
-"""Xue, Payani, Yang, Mirzasoleiman, *Eliminating Spurious Correlations from Pre-trained Models via Data Mixing*, 2023 ([arXiv 2305.14521v1](https://arxiv.org/abs/2305.14521v1)): mix a small set of examples that show only the spurious attribute into every class in equal measure, then fine-tune the pre-trained model.
+"""Xue, Payani, Yang and Mirzasoleiman, *Eliminating Spurious Correlations from Pre-trained Models via Data Mixing* (2023, [arXiv 2305.14521v1](https://arxiv.org/abs/2305.14521v1)): mix a small set of examples that show only the spurious attribute into every class in equal measure, then fine-tune the pre-trained model.
 
 Docs: https://spurnotes.github.io/spurnotes/data_mixing.html.md"""
 

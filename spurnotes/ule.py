@@ -1,4 +1,4 @@
-"""Mitchell, Martínez del Rincón, McLaughlin, *UnLearning from Experience to Avoid Spurious Correlations* ([arXiv 2409.02792](https://arxiv.org/abs/2409.02792), 2024): a student trained by plain ERM picks up the shortcut; a teacher trained on the same batches is penalised for having input gradients like the student's; no group labels.
+"""Mitchell, Martínez del Rincón and McLaughlin, *UnLearning from Experience to Avoid Spurious Correlations* (2024, [arXiv 2409.02792](https://arxiv.org/abs/2409.02792)): a student trained by plain ERM picks up the shortcut; a teacher trained on the same batches is penalised for having input gradients like the student's; no group labels.
 
 Docs: https://spurnotes.github.io/spurnotes/ule.html.md"""
 
@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback, CancelBatchException
+from fastai.callback.fp16 import MixedPrecision
 from fastai.torch_core import norm_bias_params
 from .core import group_correct_total, accuracy_from_counts
 
@@ -77,9 +78,10 @@ def reinit(model:nn.Module):
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
     return model
 
-def student_step_grads(student:nn.Module, x:torch.Tensor, yb:tuple, loss_func, output:str='logit', scale:float=1.):
+def student_step_grads(student:nn.Module, x:torch.Tensor, yb:tuple, loss_func, output:str='logit', scale:float=1.,
+                       autocast=None):   # a context manager for the forward pass (the learner's precision); None: full precision
     "`(pred, loss, input gradient, parameter gradients)` of the student on batch `x` (which requires grad): one backward for 'loss', two otherwise."
-    pred = student(x).float()
+    with (autocast if autocast is not None else contextlib.nullcontext()): pred = student(x).float()
     loss = loss_func(pred, *yb)
     params = [p for p in student.parameters() if p.requires_grad]
     if output == 'loss':   # the summed loss: its input gradient and (divided by N) the mean loss's parameter gradients, in one pass
@@ -92,10 +94,12 @@ def student_step_grads(student:nn.Module, x:torch.Tensor, yb:tuple, loss_func, o
     return pred, loss, g, pg
 
 def teacher_loss(pred:torch.Tensor, x:torch.Tensor, y:torch.Tensor, loss:torch.Tensor, g_s:torch.Tensor,
-                 lam:float=1., penalty:str='mse', output:str='logit', norm:str='l2', weighting:str='add'):
+                 lam:float=1., penalty:str='mse', output:str='logit', norm:str='l2', weighting:str='add',
+                 scale:float=1.):   # loss scale of the input-gradient pass (fp16: keeps small gradients from underflowing)
     "`(total loss, penalty)` of the teacher: its input gradient by double backprop (`create_graph=True`), the penalty against the detached `g_s`."
     out = loss * len(y) if output == 'loss' else output_of(pred, y, output)
-    g_t, = torch.autograd.grad(out, x, create_graph=True)
+    g_t, = torch.autograd.grad(out * scale if scale != 1. else out, x, create_graph=True)
+    if scale != 1.: g_t = g_t / scale
     pen = ule_penalty(g_t, g_s.detach(), penalty, norm)
     total = loss + lam * pen if weighting == 'add' else lam * loss + (1 - lam) * pen
     return total, pen
@@ -119,7 +123,7 @@ class _StudentState:
 # %% ../nbs/05_ule.ipynb #33ad6c2a
 class ULE(Callback):
     "UnLearning from Experience: train a student (plain ERM) beside the teacher `learn.model`, whose loss penalises input gradients like the student's."
-    order = 95   # after callbacks that change the batch; after `MixedPrecision` (10) has left autocast in `after_loss`
+    order = 95   # after callbacks that change the batch; after `MixedPrecision` (10): it has set up its autocast and left it in `after_loss`
     def __init__(self,
                  student=None,            # a model with the teacher's outputs, a function making one, or None: a re-initialised copy of the teacher
                  lam:float=1.,            # weight of the penalty ('add'), or of the loss ('convex', in [0, 1])
@@ -160,12 +164,19 @@ class ULE(Callback):
             self.sopt = self.learn.opt_func(self.learn.splitter(self.student), lr=self.learn.lr)
             if not self.learn.wd_bn_bias:
                 for p in norm_bias_params(self.student, True): self.sopt.state[p]['do_wd'] = False
-        mp = getattr(self.learn, 'mixed_precision', None)
-        dev = next(self.learn.model.parameters()).device
-        on = mp is not None and getattr(mp, 'autocast', None) is not None and dev.type == 'cuda'   # fastai's autocast is CUDA's
-        self._amp = mp.autocast.fast_dtype if on else None
-        self._scale, self._good = (2. ** 16 if self._amp == torch.float16 else 1.), 0
+        self._amp = self.precision()
+        scaler = getattr(self.learn, 'scaler', None)
+        self._scale, self._good = (2. ** 16 if self._amp is not None and scaler is not None and scaler.is_enabled() else 1.), 0
         self.history = []
+
+    def precision(self):
+        "The learner's autocast as `(device_type, dtype)` (fastai's `MixedPrecision`, where its autocast is enabled), or None: full precision."
+        mp = [cb for cb in self.learn.cbs if isinstance(cb, MixedPrecision)]
+        ac = getattr(mp[0], 'autocast', None) if mp else None
+        return (ac.device, ac.fast_dtype) if ac is not None and ac._enabled else None
+    def autocast(self):
+        "A context manager that runs a forward pass under the learner's precision."
+        return torch.autocast(self._amp[0], dtype=self._amp[1]) if self._amp is not None else contextlib.nullcontext()
 
     def before_batch(self):
         if self.training: self.learn.xb = (self.xb[0].detach().requires_grad_(True), *self.xb[1:])
@@ -181,13 +192,13 @@ class ULE(Callback):
     def _student_step(self):
         "One optimizer step of the student on the batch; its input gradient, detached (None if fp16 gradients overflowed)."
         self.student.train()
-        ctx = torch.autocast('cuda', dtype=self._amp) if self._amp is not None else contextlib.nullcontext()
-        with ctx: pred, loss, g, pg = student_step_grads(self.student, self.xb[0], self.yb, self.learn.loss_func, self.output, self._scale)
+        pred, loss, g, pg = student_step_grads(self.student, self.xb[0], self.yb, self.learn.loss_func, self.output, self._scale, self.autocast())
         if pred.shape != self.pred.shape:
             raise ValueError(f"ULE: the student's output has shape {tuple(pred.shape)}; expected the teacher's {tuple(self.pred.shape)} (a student for the same classes).")
         if self._scale != 1.:   # fp16: dynamic loss scale of the student's own
             g, pg = g / self._scale, [p_ / self._scale for p_ in pg]
-            if not all(torch.isfinite(t).all() for t in [g, *pg]): self._scale /= 2; self._good = 0; return None
+            finite = torch.stack([torch.isfinite(t).all() for t in [g, *pg]]).all()   # one device-to-host read a batch, as torch's GradScaler
+            if not finite: self._scale /= 2; self._good = 0; return None
             self._good += 1
             if self._good % 2000 == 0: self._scale *= 2
         self._mirror_hypers()
@@ -203,7 +214,10 @@ class ULE(Callback):
         g_s = self._student_step()
         if self.epoch < self.warmup: raise CancelBatchException()   # warm-up: the teacher waits
         if g_s is None: return
-        total, pen = teacher_loss(self.pred, self.xb[0], self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm, self.weighting)
+        # the teacher's forward ran under the learner's autocast (fastai's); its input-gradient pass follows the recorded
+        # dtypes; fastai's GradScaler (fp16) then scales the total loss in `before_backward` and checks the step
+        total, pen = teacher_loss(self.pred, self.xb[0], self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm,
+                                  self.weighting, self._scale)
         self.learn.loss_grad, self.learn.loss = total, total.detach().clone()
         self.penalty_value = pen.detach()
 

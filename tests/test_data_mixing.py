@@ -150,3 +150,44 @@ def test_cached_weights_are_loaded(tmp_path, monkeypatch):
     assert torch.equal(net.net.conv1.weight, ref.conv1.weight) and torch.equal(net.net.layer4[1].bn2.running_var, ref.layer4[1].bn2.running_var)
     assert net.net.fc.out_features == 3 and tfm is not None
     assert pretrained_backbone('resnet18', weights=None)[1] is None
+
+# --- precision: SpuriousMix under fastai's mixed precision -------------------------------------------------------
+import warnings
+from fastai.callback.fp16 import MixedPrecision
+from torch.amp import GradScaler
+
+class CPUMixedPrecision(MixedPrecision):
+    "fastai's `MixedPrecision` with the CPU's bf16 autocast (fastai's own autocasts CUDA, off on a CPU-only machine)."
+    def before_fit(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            super().before_fit()
+        self.autocast, self.learn.scaler = torch.autocast('cpu', dtype=torch.bfloat16), GradScaler('cpu', enabled=False)
+
+class _ModelInput(Callback):
+    "dtype of the first layer's output (a forward hook) and the batch the model sees, on training batches."
+    order = 50
+    def before_fit(self):
+        self.dtypes, self.xs = [], []
+        self.h = self.learn.model.features[0].register_forward_hook(lambda m, i, o: self.dtypes.append(o.dtype) if m.training else None)
+    def before_batch(self):
+        if self.training: self.xs.append(self.learn.xb[0].detach().clone())
+    def after_fit(self): self.h.remove()
+
+@pytest.mark.parametrize('prec', ['fastai bf16', 'cpu bf16'])
+def test_spurious_mix_under_bf16(dob, prec):
+    learn = tiny_learner(dob)
+    learn = learn.to_bf16() if prec == 'fastai bf16' else learn.add_cb(CPUMixedPrecision(amp_mode='bf16'))
+    mix, seen, raw = SpuriousMix(dob.spurious, p=0.5, lam=0.5, record=True), _ModelInput(), Capture(order=0)
+    losses = []
+    class _Loss(Callback):
+        def after_loss(self):
+            if self.training: losses.append(self.learn.loss.detach().float())
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # fastai's to_bf16 on a CPU: "CUDA is not available, disabling autocast"
+        fit_one(learn, mix, seen, raw, _Loss())
+    n_batches = len(dob.train) // 64
+    assert len(mix.pairs) == n_batches and len(losses) == n_batches and torch.isfinite(torch.stack(losses)).all()
+    # exactly half of each batch is mixed; the batch stays float32 (the model's autocast casts inside)
+    assert all(((x - r).abs().flatten(1).amax(1) > 0).sum() == 32 and x.dtype == torch.float32 for x, r in zip(seen.xs, raw.seen))
+    assert set(seen.dtypes) == ({torch.bfloat16} if prec == 'cpu bf16' else {torch.float32})

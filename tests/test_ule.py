@@ -132,3 +132,74 @@ def test_cost_benchmark_runs_small():
     assert all(r['time_ratio'] > 1 for r in rows[1:])
     out = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'ule_cost.py'), '--small', '--no-memory', '--format', 'contiguous'], capture_output=True, text=True, check=True).stdout
     assert 'x ERM' in out and 'ule_loss' in out
+
+# --- precision: the student's passes run under the learner's autocast ---------------------------------------------
+from fastai.callback.fp16 import MixedPrecision
+from torch.amp import GradScaler
+
+class CPUMixedPrecision(MixedPrecision):
+    "fastai's `MixedPrecision` with the CPU's autocast and grad scaler (fastai's own autocasts CUDA, off on a CPU-only machine)."
+    def before_fit(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')   # fastai's CUDA autocast/scaler, disabled here
+            super().before_fit()
+        dtype = torch.float16 if self.amp_mode.value == 'fp16' else torch.bfloat16
+        self.autocast, self.learn.scaler = torch.autocast('cpu', dtype=dtype), GradScaler('cpu', enabled=dtype == torch.float16)
+
+class _Dtypes(Callback):
+    "The dtype of the first conv layer's output, per model, on every training batch (a forward hook)."
+    order = ULE.order + 1
+    def before_fit(self):
+        self.seen = {'teacher': [], 'student': []}
+        ule = self.learn.ule
+        self.hooks = [m.features[0].register_forward_hook(lambda mod, i, o, who=who: self.seen[who].append(o.dtype) if mod.training else None)
+                      for who, m in [('teacher', self.learn.model), ('student', ule.student)]]
+    def after_fit(self):
+        for h in self.hooks: h.remove()
+
+def _fit_precision(prec, output='loss'):
+    ule, watch = ULE(output=output, penalty='cos2'), _Dtypes()
+    l = _learner(_biased(128, 0), 0, [ule])
+    if prec == 'bf16-cpu': l.add_cb(CPUMixedPrecision(amp_mode='bf16'))
+    elif prec == 'fp16-cpu': l.add_cb(CPUMixedPrecision(amp_mode='fp16'))
+    elif prec == 'fastai-bf16': l = l.to_bf16()
+    losses = []
+    class _Loss(Callback):
+        order = ULE.order + 2
+        def after_loss(self): losses.append(self.learn.loss.detach().float())
+    with warnings.catch_warnings(), l.no_bar(), l.no_logging():
+        warnings.simplefilter('ignore')    # fastai's to_bf16 on a CPU: "CUDA is not available, disabling autocast"
+        l.fit(1, cbs=[watch, _Loss()])
+    return l, ule, watch.seen, torch.stack(losses)
+
+@pytest.mark.parametrize('output', ['loss', 'logit'])
+def test_student_and_teacher_under_the_learners_bf16_autocast(output):
+    l, ule, seen, losses = _fit_precision('bf16-cpu', output)
+    assert ule._amp == ('cpu', torch.bfloat16) and ule._scale == 1.   # read in before_fit (fastai clears its autocast after the fit)
+    assert len(seen['student']) == 4 and set(seen['student']) == {torch.bfloat16}   # every training batch, in bf16
+    assert set(seen['teacher']) == {torch.bfloat16}
+    assert torch.isfinite(losses).all() and torch.isfinite(ule.penalty_value) and torch.isfinite(ule.student_loss)
+    assert all(p.dtype == torch.float32 for p in ule.student.parameters())   # autocast: fp32 weights, bf16 compute
+
+def test_full_precision_and_fastai_bf16_on_a_cpu_stay_float32():
+    "No MixedPrecision: float32. fastai's to_bf16 on a CPU-only machine: its (CUDA) autocast is off, so both models stay float32."
+    for prec in ['fp32', 'fastai-bf16']:
+        l, ule, seen, losses = _fit_precision(prec)
+        assert set(seen['student']) == set(seen['teacher']) == {torch.float32}, (prec, seen)
+        assert ule._amp is None or torch.cuda.is_available()
+        assert torch.isfinite(losses).all()
+
+def test_fp16_uses_a_loss_scale_and_trains():
+    l, ule, seen, losses = _fit_precision('fp16-cpu')
+    assert set(seen['student']) == set(seen['teacher']) == {torch.float16}
+    assert ule._scale > 1 and torch.isfinite(losses).all()
+    assert all(torch.isfinite(p).all() for p in [*l.model.parameters(), *ule.student.parameters()])
+
+def test_teacher_loss_scale_does_not_change_the_penalty():
+    g = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    x, y, g_s = torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g), torch.randn(6, 4, generator=g)
+    def pen(scale):
+        xx = x.clone().requires_grad_(); p = net(xx)
+        return teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, penalty='mse', output='logit', norm='l2', scale=scale)[1]
+    assert torch.allclose(pen(1.), pen(1024.), atol=1e-5)
