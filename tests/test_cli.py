@@ -90,3 +90,43 @@ def test_unknown_notebook_falls_back_to_complete_metrics():
     assert [c for c in t.columns if c not in KEYS] == ['x'] and len(t) == 2
     both = pd.DataFrame(dict(notebook='78_new', dataset='d', method='a', split='test', metric=MAIN_METRICS + ['other'], value=[.1, .2, .3]))
     assert [c for c in headline_table(both, '78_new').columns if c not in KEYS] == MAIN_METRICS
+
+# ---- the README's results are the committed results -------------------------------------------------------------
+README = (ROOT/'README.md').read_text()
+STALE = "README.md is stale: regenerate it with `python tools/make_readme.py --execute`"
+
+@pytest.mark.parametrize('nb', sorted(HEADLINES))
+def test_readme_tables_are_the_results(nb):
+    "Each notebook's headline table, regenerated here from results/*.csv, is in the README verbatim, with its selection labels."
+    if nb not in set(RES['notebook']):
+        assert f"run `spurnotes run {nb} --docs`" in README, STALE
+        return
+    table = headline_markdown(RES, nb, notebook_parameters(NBS/f'{nb}.ipynb'))
+    assert table in README, f"{STALE} ({nb}'s table differs from results/)"
+    assert '| selection ' in table.splitlines()[0]
+
+def test_readme_numbers_by_hand():
+    "Independently of the cli's code: 01's ERM worst group on test_biased (one seed) as in erm_baseline.csv, on its README row."
+    raw = pd.read_csv(RESULTS/'erm_baseline.csv')
+    v = raw[(raw.split == 'test_biased') & (raw.metric == 'worst group')]['value'].mean()
+    rows = [l for l in README.splitlines() if l.startswith('| biased_digits') and '| test_biased ' in l and '| ERM ' in l and 'last epoch (of' in l]
+    assert len(rows) == 1 and re.search(rf"\| +{v:.3f} \|", rows[0]), (STALE, rows)
+
+def test_readme_claims_and_timings():
+    for f in sorted(RESULTS.glob('*_claims.csv')):
+        c = pd.read_csv(f, keep_default_na=False).rename(columns={'ours': 'here'})
+        for _, r in c.iterrows():
+            assert str(r['here']).replace('|', '\\|') in README and str(r['verdict']) in README, (STALE, f.name, r['claim'])
+    tm = pd.read_csv(RESULTS/'timings.csv')
+    for _, r in tm.iterrows():
+        assert re.search(rf"\| {re.escape(r['notebook'])} +\| +{r['seconds'] / 60:.1f} \|", README), (STALE, r['notebook'])
+
+def test_readme_figures_and_links_work_from_the_root():
+    "Images are paths from the repository root that exist; notebook links point into nbs/; the badge is Colab's own."
+    imgs = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', README)
+    local = [i for i in imgs if not i.startswith('https://')]
+    assert len(local) >= 5 and all((ROOT/i).exists() for i in local), local
+    assert 'https://colab.research.google.com/assets/colab-badge.svg' in README and 'images/colab-badge.svg' not in README
+    links = re.findall(r'\]\(([\w./-]+\.ipynb)\)', README)
+    assert links and all(l.startswith('nbs/') and (ROOT/l).exists() for l in links), links
+    for n in ['2202.05189', '2210.00055', '2305.14521v1', '2409.02792']: assert f'https://arxiv.org/abs/{n}' in README
