@@ -21,7 +21,8 @@ from fastai.callback.schedule import ParamScheduler, SchedNo, combine_scheds
 from fastai.optimizer import SGD, Adam
 from torch.func import functional_call, grad, jvp
 from .core import (GroupInfo, GroupDataset, group_dl, group_dls, get_device, set_seed, SmallCNN, mlp,
-                            erm_learner, get_group_preds, write_results, save_figure, RESULT_COLUMNS)
+                            erm_learner, get_group_preds, write_results, save_figure, RESULT_COLUMNS,
+                            mean_std, mean_std_table, claims_table, VERDICTS)
 from .data import PATTERNS, Pattern, make_pattern, inject_pattern, digit_splits, load_torchvision
 
 # %% auto #0
