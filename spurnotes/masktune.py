@@ -184,12 +184,22 @@ def masktune(learn:Learner,
              epochs:int=1,                # fine-tuning epochs per iteration (the authors: 1)
              mask_from:str|None=None,     # checkpoint the first masks come from (default `best`, as the authors)
              masks:torch.Tensor|None=None):  # first-iteration saliency masks already computed from that checkpoint (skips their pass)
-    "Fine-tune `learn` MaskTune-style; returns the learner (fine-tuned) and the last masks. The masking pass runs under the learner's precision."
+    "Fine-tune `learn` MaskTune-style; returns the learner (fine-tuned) and the last masks (None for images read from disk). The masking pass runs under the learner's precision."
     device, dtype = learn.dls.device, learner_amp_dtype(learn)   # to_bf16()/to_fp16(): the saliency pass autocasts too
+    in_memory = isinstance(train_ds, GroupDataset)   # images read from disk on access (real benchmarks) are masked batch by batch
+    if not in_memory and (masks is not None or accumulate):
+        raise ValueError("precomputed or accumulated masks need the training images in memory (a GroupDataset); images read from disk "
+                         "are masked batch by batch by the `MaskTune` callback: pass masks=None, accumulate=False.")
     load_checkpoint(learn, mask_from or best, with_opt=False)
     given, masks = masks, None
     for it in range(iterations):
         lay = cam_layer(learn.model) if layer is None else learn.model.get_submodule(layer)
+        if not in_memory:   # the same masks, computed on each training batch by a frozen copy of the current model
+            cb = MaskTune(learn.model, layer, k=k, random=random, seed=seed + it)
+            learn.dls = group_dls(train_ds, valid_ds, bs=bs, seed=seed + it, device=device)
+            if it == 0: load_checkpoint(learn, last, with_opt=True)
+            with learn.no_bar(), learn.no_logging(): learn.fit(epochs, cbs=cb)
+            continue
         if it == 0 and given is not None:   # e.g. the random-mask ablation: squares of the areas of the saliency masks
             if given.shape != (len(train_ds), *train_ds.x.shape[2:]): raise ValueError(f"masks of shape {tuple(given.shape)}; expected one (H, W) mask per training image, {(len(train_ds), *train_ds.x.shape[2:])}.")
             masks = random_square_mask(given, torch.Generator(device=given.device).manual_seed(seed)) if random else given

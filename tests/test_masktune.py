@@ -139,3 +139,24 @@ def test_masktune_callback_follows_learner_precision(tmp_path):
         with _Dtypes(cam_layer(cb.smodel)) as rec, warnings.catch_warnings(), learn.no_bar(), learn.no_logging():
             warnings.simplefilter('ignore'); learn.fit(1, cbs=[cb])
         assert set(rec.seen) == {want} and len(rec.seen) == 3   # one saliency pass per training batch
+
+class _FromDisk(torch.utils.data.Dataset):
+    "A dataset like the real benchmarks' (`ImageGroupDataset`): images produced on access, `x` not in memory."
+    def __init__(self, ds): self.ds, self.y, self.a, self.x = ds, ds.y, ds.a, None
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): return self.ds[i]
+
+def test_masktune_on_images_read_from_disk(tmp_path):
+    "Datasets not held in memory are masked batch by batch by the `MaskTune` callback: the same fine-tuning as the in-memory path."
+    ds = _data()
+    out = {}
+    for kind in ['memory', 'disk']:
+        learn = _learner(ds, 'fp32', tmp_path/kind)
+        fit_with_checkpoints(learn, 2)
+        tr, va = (ds, ds.subset(torch.arange(32))) if kind == 'memory' else (_FromDisk(ds), _FromDisk(ds.subset(torch.arange(32))))
+        learn, masks = masktune(learn, tr, va, bs=32)
+        out[kind] = (torch.cat([p.detach().flatten() for p in learn.model.parameters()]), masks)
+    assert out['disk'][1] is None and out['memory'][1].shape == (len(ds), 28, 28)
+    torch.testing.assert_close(out["disk"][0], out["memory"][0], atol=1e-5, rtol=0)   # the same masks, so the same epoch
+    with pytest.raises(ValueError, match="need the training images in memory"):
+        masktune(learn, _FromDisk(ds), _FromDisk(ds), bs=32, accumulate=True)
