@@ -84,14 +84,25 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
-def run_nbdev_proc():
+def run_nbdev_proc(retry=True):
     "nbdev's processing of nbs/ into _proc/ (`nbdev-proc-nbs` less the Quarto install it tries first); incremental"
     code = 'from nbdev.quarto import refresh_quarto_yml, proc_nbs; refresh_quarto_yml(); proc_nbs()'
     r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, 'MPLBACKEND': 'Agg'})
     if r.returncode or 'Error in notebook' in r.stderr: sys.exit(f"nbdev's processing failed:\n{(r.stdout + r.stderr)[-4000:]}")
+    missing = [p.name for p in NBS.glob('*.ipynb') if not p.name.startswith(('_', '.')) and not (PROC/p.name).exists()]
+    if missing and retry: return run_nbdev_proc(retry=False)   # another nbdev run cleared _proc/ meanwhile
+    if missing: sys.exit(f"nbdev's processing left out {missing}:\n{(r.stdout + r.stderr)[-4000:]}")
     for msg, n in {m: r.stderr.count(m) for m in re.findall(r'UserWarning: (.*)', r.stderr)}.items():
         print(f'nbdev warned {n}x: {msg}')
+
+def read_nb(path, tries=3):
+    "A processed notebook (read again if another nbdev run is rewriting it right now)"
+    for i in range(tries):
+        try: return nbformat.read(path, as_version=4)
+        except Exception:
+            if i == tries - 1: raise
+            time.sleep(1)
 
 def front_matter(nb):
     "The YAML of the raw front-matter cell nbdev writes first"
@@ -218,7 +229,7 @@ def main(argv=None):
     t0, out = time.time(), Path(a.out)
     if not a.no_proc: run_nbdev_proc()
     t_proc = time.time() - t0
-    nbs = {p.name: nbformat.read(p, as_version=4) for p in sorted(PROC.glob('*.ipynb'))}
+    nbs = {p.name: read_nb(p) for p in sorted(PROC.glob('*.ipynb'))}
     order = [n for n in sidebar_order() if n in nbs]
     meta = {n: front_matter(nb) for n, nb in nbs.items()}
     hrefs = {n: meta[n].get('output-file', Path(n).stem + '.html') for n in nbs}
