@@ -29,11 +29,13 @@ def find_nbs(start=None) -> Path:
     raise FileNotFoundError(f"No spurnotes notebooks found from {p}: `spurnotes run` executes the notebooks of a clone of the "
                             "repository (git clone https://github.com/spurnotes/spurnotes). Run it inside the clone, or pass --nbs PATH/nbs.")
 
+# %% ../nbs/90_cli.ipynb #48083319
 def notebook_parameters(nb_path) -> dict:
     "The parameters a notebook declares (its cell tagged `parameters`), as papermill sees them."
     import papermill as pm
     return {k: v.get('default') for k, v in pm.inspect_notebook(str(nb_path)).items()}
 
+# %% ../nbs/90_cli.ipynb #74afddd0
 def experiment_notebooks(nbs_dir) -> list:
     "The numbered notebooks of `nbs_dir` that start with a `parameters` cell, in reading order."
     out = []
@@ -63,11 +65,13 @@ def gather_results(out_dir) -> pd.DataFrame:
         if all(c in df.columns for c in RESULT_COLUMNS): frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
 
+# %% ../nbs/90_cli.ipynb #7f123ecc
 def results_table(df:pd.DataFrame) -> pd.DataFrame:
     "One row per notebook, dataset, method and split; one column per metric (means over any seeds)."
     if df.empty: return df
     return df.pivot_table(index=['notebook', 'dataset', 'method', 'split'], columns='metric', values='value', aggfunc='mean', sort=False)
 
+# %% ../nbs/90_cli.ipynb #61217943
 def results_markdown(df:pd.DataFrame) -> str:
     "The results as Markdown: one table per notebook, with only the metrics that notebook reports."
     if df.empty: return "(no results tables were written)"
@@ -132,6 +136,7 @@ def headline_table(df:pd.DataFrame,           # tidy results (`gather_results`),
     t.columns.name = None
     return t.reset_index()
 
+# %% ../nbs/90_cli.ipynb #1ca7fee1
 def headline_markdown(df:pd.DataFrame, notebook:str, params:dict|None=None) -> str:
     "`headline_table` as a Markdown table, three decimals."
     t = headline_table(df, notebook, params)
@@ -225,6 +230,7 @@ def headline_report(out_dir,                 # a run's output folder (or `result
                      f"All metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]))
     return "\n\n".join(parts)
 
+# %% ../nbs/90_cli.ipynb #4e211440
 def main(argv=None):
     "Command line: `spurnotes run [NOTEBOOK ...] [-p NAME VALUE ...] [--out DIR]` and `spurnotes list`."
     ap = argparse.ArgumentParser(prog='spurnotes', description="Run the spurnotes notebooks with papermill on the built-in data.")
