@@ -234,7 +234,7 @@ def mask_agreement(erm_model, data, authors, bs=128, reps=5):
     theirs_fn = their_masks_fn(theirs)
     def run_ours(): return dataset_masks(ours, ours.features, data.train, bs=bs)
     def run_theirs(): return torch.cat([theirs_fn(x[i:i + bs]) for i in range(0, len(x), bs)])
-    mo, mt = run_ours(), run_theirs()
+    mo, mt = run_ours().cpu(), run_theirs()   # spurnotes' masks stay on the model's device
     inter, union = (mo & mt).flatten(1).sum(1).float(), (mo | mt).flatten(1).sum(1).float()
     iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
     times = {'ours': [], 'theirs': []}
