@@ -153,3 +153,31 @@ def test_prev_next(site):
 
 def test_screenshots_saved(site):
     for name in site['order']: assert (SHOTS/(Path(name).stem + '.png')).stat().st_size > 10_000, name
+
+def test_quarto_cell_options():
+    "The converter honours the cell options as Quarto does (no browser needed)"
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+    preview = _load_preview()
+    md = lambda s: new_output('execute_result', data={'text/markdown': s, 'text/plain': 'x'}, execution_count=1)
+    nb = new_notebook(cells=[
+        new_markdown_cell('A link to [the data page](01_data.ipynb) and `x` doc link [`f`](https://spurnotes.github.io/spurnotes/core.html#f).'),
+        new_code_cell('#| echo: false\nhidden_code_1()', outputs=[new_output('stream', name='stdout', text='shown output 1')]),
+        new_code_cell('#| output: false\nshown_code_2()', outputs=[new_output('stream', name='stdout', text='hidden output 2')]),
+        new_code_cell('#| include: false\nhidden_code_3()', outputs=[new_output('stream', name='stdout', text='hidden output 3')]),
+        new_code_cell('#| echo: false\n#| output: asis\nshow_doc(f)', outputs=[md('### f\n\n*A docstring*')]),
+        new_code_cell('#| code-fold: true\nfolded_code_5()', outputs=[]),
+        new_code_cell('#| warning: false\nwarned_6()', outputs=[new_output('stream', name='stderr', text='hidden warning 6')]),
+        new_code_cell('w', outputs=[new_output('display_data', data={'application/vnd.jupyter.widget-view+json': {'model_id': 'm'},
+                                                                     'text/plain': 'interactive(children=...)'})]),
+    ], metadata={'language_info': {'name': 'python'}})
+    body = preview.fix_html(preview.to_html(nb), {'01_data.ipynb': 'data.html'}, 'https://spurnotes.github.io/spurnotes')
+    assert 'hidden_code_1' not in body and 'shown output 1' in body
+    assert 'shown_code_2' in body and 'hidden output 2' not in body
+    assert 'hidden_code_3' not in body and 'hidden output 3' not in body
+    assert '<h3 id="f" class="anchored">f' in body and '<em>A docstring</em>' in body and 'show_doc' not in body
+    assert re.search(r'<details class="code-fold"><summary>Code</summary>\s*<div class="sourceCode cell-code">.*folded_code_5', body, re.S)
+    assert 'warned_6' in body and 'hidden warning 6' not in body
+    assert 'interactive(children' not in body and 'widget-note' in body
+    assert 'href="data.html"' in body and 'href="core.html#f"' in body
+    assert '#|' not in body and 'In&nbsp;[' not in body

@@ -209,6 +209,14 @@ def add_mathjax(out):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(tf.extractfile(m).read())
 
+def make_exporter():
+    return HTMLExporter(template_name='basic', template_file='spurnotes.j2', exclude_input_prompt=True,
+                        exclude_output_prompt=True, extra_loaders=[jinja2.DictLoader({'spurnotes.j2': TEMPLATE})])
+
+def to_html(nb, exporter=None):
+    "A processed notebook -> the HTML of its cells, as Quarto renders them"
+    return (exporter or make_exporter()).from_notebook_node(prepare(nb))[0]
+
 def sidebar_order():
     "Notebook names in nbs/sidebar.yml's order (strings, `href:` entries and nested `contents:` sections)"
     def walk(items):
@@ -245,11 +253,10 @@ def main(argv=None):
     shutil.copy(NBS/'styles.css', out/'styles.css')
     add_mathjax(out)
 
-    exporter = HTMLExporter(template_name='basic', template_file='spurnotes.j2', exclude_input_prompt=True,
-                            exclude_output_prompt=True, extra_loaders=[jinja2.DictLoader({'spurnotes.j2': TEMPLATE})])
+    exporter = make_exporter()
     titles = {n: inline_md(exporter, str(meta[n].get('title', Path(n).stem))) for n in nbs}
     for n in todo:
-        body, _ = exporter.from_notebook_node(prepare(nbs[n]))
+        body = to_html(nbs[n], exporter)
         i = order.index(n) if n in order else None
         nav = lambda j, cls, label: (f'<a class="{cls}" href="{hrefs[order[j]]}"><small>{label}</small>{titles[order[j]]}</a>'
                                      if i is not None and 0 <= j < len(order) else '')
