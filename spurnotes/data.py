@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+import torchvision
+import torchvision.transforms.v2 as T
+from PIL import Image
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -342,9 +345,6 @@ def inject_pattern(ds:GroupDataset, pattern, n:int, target_class:int, seed:int=0
     return ds.replace(x=x, a=a), chosen
 
 # %% ../nbs/01_data.ipynb #57852086
-from PIL import Image
-import torchvision.transforms.v2 as T
-
 class ImageGroupDataset(torch.utils.data.Dataset):
     "Images read from disk on access: `(x, y, a)` with x in [0, 1], resized by `tfm`."
     def __init__(self, files, y, a, tfm):
@@ -581,8 +581,6 @@ def load_imagenet9(root, size:int=224,
     return SpuriousData('imagenet9', info, splits, [f'test_{v}' for v in variants], description=f"ImageNet-9 backgrounds (Xiao et al. 2020), trained on {train_dir}")
 
 # %% ../nbs/01_data.ipynb #ceff5796
-import torchvision
-
 _TV = {'mnist': ('MNIST', "root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
        'fashion_mnist': ('FashionMNIST', "root/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
        'cifar10': ('CIFAR10', "root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}")}
