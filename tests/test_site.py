@@ -67,8 +67,8 @@ def site(tmp_path_factory):
             pages[name] = dict(
                 mathjax=js('return document.documentElement.dataset.mathjax || ""'),
                 text=js('return document.getElementById("content").innerText'), prose=js(VISIBLE_PROSE),
-                sidebar=js('return [...document.querySelectorAll("#sidebar a")].map(a => a.href)'),
-                links=js('return [...document.querySelectorAll("#content a[href]")].map(a => a.href)'),
+                sidebar=js('return [...document.querySelectorAll("#sidebar a.site-title, #sidebar > ul > li > a")].map(a => a.href)'),
+                links=js('return [...document.querySelectorAll("#content a[href], #sidebar .toc a")].map(a => a.href)'),
                 broken_imgs=js('return [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src.slice(0, 100))'),
                 n_imgs=js('return document.images.length'), n_tables=js('return document.querySelectorAll("#content table").length'),
                 stderr=js('return [...document.querySelectorAll(".cell-output-stderr")].map(e => e.innerText.slice(0, 200))'),

@@ -171,14 +171,15 @@ def pandoc_id(text):
     s = re.sub(r'\s+', '-', re.sub(r'[^\w\s.-]', '', text.lower()).strip())
     return re.sub(r'^[^a-z]+', '', s) or 'section'
 
-def fix_html(body, hrefs, site_url):
-    "Quarto's heading ids; nbdev's absolute doc links and links to notebooks -> pages of this site"
+def fix_html(body, hrefs, site_url, toc=None):
+    "Quarto's heading ids (the h2s appended to `toc`); nbdev's absolute doc links and links to notebooks -> this site's pages"
     seen = {}
     def heading(m):
         inner = re.sub(r'<a class="anchor-link".*?</a>', '', m[2], flags=re.S)
         hid = pandoc_id(html.unescape(re.sub(r'<[^>]+>', '', inner)))
         seen[hid] = n = seen.get(hid, -1) + 1
         hid = f'{hid}-{n}' if n else hid
+        if m[1] == '2' and toc is not None: toc.append((hid, inner))
         return f'<h{m[1]} id="{hid}" class="anchored">{inner}<a class="anchor-link" href="#{hid}">¶</a></h{m[1]}>'
     body = re.sub(r'<h([1-6]) id="[^"]*">(.*?)</h\1>', heading, body, flags=re.S)
     def link(m):
@@ -260,12 +261,15 @@ def main(argv=None):
         i = order.index(n) if n in order else None
         nav = lambda j, cls, label: (f'<a class="{cls}" href="{hrefs[order[j]]}"><small>{label}</small>{titles[order[j]]}</a>'
                                      if i is not None and 0 <= j < len(order) else '')
-        desc = meta[n].get('description')
+        desc, toc = meta[n].get('description'), []
+        body = fix_html(body, hrefs, site['site-url'].rstrip('/'), toc)
+        toc = ''.join(f'<li><a href="#{h}">{s}</a></li>' for h, s in toc)
+        entry = lambda o: (f'<li><a href="{hrefs[o]}" class="active">{titles[o]}</a><ul class="toc">{toc}</ul></li>' if o == n
+                           else f'<li><a href="{hrefs[o]}">{titles[o]}</a></li>')
         page = PAGE.format(
             site=html.escape(site['title']), title=titles[n], title_text=html.escape(re.sub(r'<[^>]+>', '', titles[n])),
             description=f'<div class="description"><p>{inline_md(exporter, str(desc))}</p></div>' if desc else '',
-            sidebar='\n'.join(f'<li><a href="{hrefs[o]}"{" class=active" if o == n else ""}>{titles[o]}</a></li>' for o in order),
-            body=fix_html(body, hrefs, site['site-url'].rstrip('/')),
+            sidebar='\n'.join(entry(o) for o in order), body=body,
             prev=nav(i - 1 if i is not None else -1, 'nav-prev', '← Previous'), next=nav(i + 1 if i is not None else -1, 'nav-next', 'Next →'))
         (out/hrefs[n]).write_text(page)
     secs = time.time() - t0
