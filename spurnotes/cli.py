@@ -117,7 +117,7 @@ def headline_table(df:pd.DataFrame,           # tidy results (`gather_results`),
     "One row per dataset, test split, method and model selection of `notebook`; the seed count and the headline metrics (means over seeds)."
     spec = HEADLINES.get(notebook, {})
     d = df[(df['notebook'] == notebook) & ~df['split'].isin(spec.get('skip_splits', HEADLINE_SKIP_SPLITS))]
-    if 'methods' in spec: d = d[d['method'].str.contains(spec['methods'], regex=True)]
+    if 'methods' in spec: d = d[d['method'].astype(str).str.contains(spec['methods'], regex=True, na=False)]
     if d.empty: return pd.DataFrame()
     have = set(d['metric'])
     metrics = spec.get('metrics') or (MAIN_METRICS if set(MAIN_METRICS) <= have else None)
@@ -131,7 +131,7 @@ def headline_table(df:pd.DataFrame,           # tidy results (`gather_results`),
     d['selection'] = d['selection'].replace('', '-')
     if 'strip' in spec: d['method'] = d['method'].str.replace(spec['strip'], '', regex=True)
     keys = ['dataset', 'split', 'method', 'selection']
-    t = d.pivot_table(index=keys, columns='metric', values='value', aggfunc='mean', sort=False)[metrics]
+    t = d.pivot_table(index=keys, columns='metric', values='value', aggfunc='mean', sort=False).reindex(columns=metrics)
     if 'seed' in d and d['seed'].notna().any(): t.insert(0, 'seeds', d.groupby(keys, sort=False)['seed'].nunique().reindex(t.index))
     t.columns.name = None
     return t.reset_index()
@@ -226,8 +226,9 @@ def headline_report(out_dir,                 # a run's output folder (or `result
     res, files, parts = gather_results(out_dir), _csv_files(out_dir), []
     for nb in notebooks:
         if nb not in files: parts.append(f"### {nb}\n\n(writes no results table)"); continue
-        parts.append(f"### {nb}\n\n{headline_markdown(res, nb, (params or {}).get(nb))}\n\n"
-                     f"All metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]))
+        try: table = headline_markdown(res, nb, (params or {}).get(nb))
+        except Exception as e: table = f"(no headline table: {type(e).__name__}: {e})"   # never lose a finished run's report
+        parts.append(f"### {nb}\n\n{table}\n\nAll metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]))
     return "\n\n".join(parts)
 
 # %% ../nbs/90_cli.ipynb #4e211440
