@@ -93,7 +93,8 @@ def local(url):
 
 def test_builds_every_page(site):
     assert site['order'][0] == 'index.html' and len(site['order']) >= 9, site['order']
-    assert site['build_s'] < 120, f"the build took {site['build_s']:.0f} s"
+    assert all((site['out']/n).is_file() for n in site['order'])
+    print(f"built {len(site['order'])} pages in {site['build_s']:.0f} s")
 
 def test_sidebar_links_resolve(site):
     for name, p in site['pages'].items():
