@@ -94,9 +94,9 @@ def run_nbdev_proc(retry=True):
     if missing and retry: return run_nbdev_proc(retry=False)   # another nbdev run cleared _proc/ meanwhile
     if missing: sys.exit(f"nbdev's processing left out {missing}:\n{(r.stdout + r.stderr)[-4000:]}")
     mixed = re.findall(r'Found cells containing imports and other code.*?\n---\n(.*?)\n---\n', r.stderr, re.S)
-    code = lambda s: '\n'.join(l for l in s.splitlines() if not l.lstrip().startswith('#|')).strip()
-    for src in map(code, dict.fromkeys(mixed)):   # nbdev executes such cells alone when it builds the docs
-        where = [p.name for p in sorted(NBS.glob('*.ipynb')) if any(code(c.source) == src for c in read_nb(p).cells)]
+    bare = lambda s: '\n'.join(l for l in s.splitlines() if not l.lstrip().startswith('#|')).strip()
+    for src in map(bare, dict.fromkeys(mixed)):   # nbdev executes such cells alone when it builds the docs
+        where = [p.name for p in sorted(NBS.glob('*.ipynb')) if any(bare(c.source) == src for c in read_nb(p).cells)]
         print(f"nbdev: a cell of {', '.join(where) or '?'} mixes imports with other code (see nbdev's FAQ): {src.splitlines()[0][:70]}")
 
 def read_nb(path, tries=3):
