@@ -191,7 +191,10 @@ def fix_html(body, hrefs, site_url, toc=None):
             if url == base or url.startswith(base + '/'): url = url[len(base):].lstrip('/') or 'index.html'
         url = re.sub(r'^(?:\./)?([\w.-]+\.ipynb)(?=$|#)', lambda k: hrefs.get(k[1], k[0]), url)
         return f'href="{html.escape(url)}"'
-    return re.sub(r'href="([^"]*)"', link, body)
+    body = re.sub(r'href="([^"]*)"', link, body)
+    # pandas tables: numbers right-aligned, text left-aligned (markdown tables carry their own alignment)
+    return re.sub(r'<td([^>]*)>(\s*[-+−]?[\d.,]+(?:e[-+]?\d+)?%?(?:\s*±\s*[\d.,]+(?:e[-+]?\d+)?)?\s*)</td>',
+                  lambda m: f'<td{m[1]} class="num">{m[2]}</td>' if 'class=' not in m[1] else m[0], body)
 
 def inline_md(exporter, text):
     "Markdown of a title or description -> HTML without the wrapping paragraph"
