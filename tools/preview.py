@@ -194,7 +194,8 @@ def fix_html(body, hrefs, site_url, toc=None):
     body = re.sub(r'href="([^"]*)"', link, body)
     # pandas tables: numbers right-aligned, text left-aligned (markdown tables carry their own alignment)
     return re.sub(r'<td([^>]*)>(\s*[-+−]?[\d.,]+(?:e[-+]?\d+)?%?(?:\s*±\s*[\d.,]+(?:e[-+]?\d+)?)?\s*)</td>',
-                  lambda m: f'<td{m[1]} class="num">{m[2]}</td>' if 'class=' not in m[1] else m[0], body)
+                  lambda m: ('<td' + m[1].replace(' class="', ' class="num ') + '>' if 'class="' in m[1] else f'<td{m[1]} class="num">')
+                  + f'{m[2]}</td>', body)
 
 def inline_md(exporter, text):
     "Markdown of a title or description -> HTML without the wrapping paragraph"
