@@ -182,7 +182,7 @@ def fix_html(body, hrefs, site_url, toc=None):
         hid = pandoc_id(html.unescape(re.sub(r'<[^>]+>', '', inner)))
         seen[hid] = n = seen.get(hid, -1) + 1
         hid = f'{hid}-{n}' if n else hid
-        if m[1] == '2' and toc is not None: toc.append((hid, inner))
+        if m[1] == '2' and toc is not None: toc.append((hid, re.sub(r'</?a\b[^>]*>', '', inner)))   # no link in a link
         return f'<h{m[1]} id="{hid}" class="anchored">{inner}<a class="anchor-link" href="#{hid}">¶</a></h{m[1]}>'
     body = re.sub(r'<h([1-6]) id="[^"]*">(.*?)</h\1>', heading, body, flags=re.S)
     def link(m):
