@@ -127,24 +127,25 @@ def welch_greater(a, b):
     if len(a) < 2 or len(b) < 2: return 1.   # no variance estimate: no evidence either way
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     if va + vb == 0: return 0. if a.mean() > b.mean() else 1.
+    # by hand rather than scipy's ttest_ind, which warns (precision loss) when seeds give nearly identical scores
     t = (a.mean() - b.mean()) / np.sqrt(va + vb)
-    with np.errstate(divide='ignore', invalid='ignore'):   # one sample without variance: its term of the df is 0/0
-        df = (va + vb)**2 / (np.divide(va**2, len(a) - 1) + np.divide(vb**2, len(b) - 1))
+    df = (va + vb)**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return float(stats.t.sf(t, df))
+
+def _corr(test, x, y):
+    "`test`'s statistic and p-value, (NaN, NaN) when either input is constant or shorter than 3 (where scipy would warn)."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0: return np.nan, np.nan
+    r = test(x, y)
+    return float(r.statistic), float(r.pvalue)
 
 def rank_corr(x, y):
     "Spearman's ρ and its two-sided p-value, (NaN, NaN) when either input is constant (where scipy would warn)."
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0: return np.nan, np.nan
-    r = stats.spearmanr(x, y)
-    return float(r.statistic), float(r.pvalue)
+    return _corr(stats.spearmanr, x, y)
 
 def linear_corr(x, y):
     "Pearson's r and its two-sided p-value, (NaN, NaN) when either input is constant (where scipy would warn)."
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0: return np.nan, np.nan
-    r = stats.pearsonr(x, y)
-    return float(r.statistic), float(r.pvalue)
+    return _corr(stats.pearsonr, x, y)
 
 # %% ../nbs/02_rare_spurious.ipynb #00bc0a7f
 def run_name(cfg:dict):
