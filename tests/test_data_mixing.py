@@ -153,16 +153,7 @@ def test_cached_weights_are_loaded(tmp_path, monkeypatch):
 
 # --- precision: SpuriousMix under fastai's mixed precision -------------------------------------------------------
 import warnings
-from fastai.callback.fp16 import MixedPrecision
-from torch.amp import GradScaler
-
-class CPUMixedPrecision(MixedPrecision):
-    "fastai's `MixedPrecision` with the CPU's bf16 autocast (fastai's own autocasts CUDA, off on a CPU-only machine)."
-    def before_fit(self):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            super().before_fit()
-        self.autocast, self.learn.scaler = torch.autocast('cpu', dtype=torch.bfloat16), GradScaler('cpu', enabled=False)
+from cpu_amp import CPUMixedPrecision
 
 class _ModelInput(Callback):
     "dtype of the first layer's output (a forward hook) and the batch the model sees, on training batches."

@@ -134,17 +134,7 @@ def test_cost_benchmark_runs_small():
     assert 'x ERM' in out and 'ule_loss' in out
 
 # --- precision: the student's passes run under the learner's autocast ---------------------------------------------
-from fastai.callback.fp16 import MixedPrecision
-from torch.amp import GradScaler
-
-class CPUMixedPrecision(MixedPrecision):
-    "fastai's `MixedPrecision` with the CPU's autocast and grad scaler (fastai's own autocasts CUDA, off on a CPU-only machine)."
-    def before_fit(self):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')   # fastai's CUDA autocast/scaler, disabled here
-            super().before_fit()
-        dtype = torch.float16 if self.amp_mode.value == 'fp16' else torch.bfloat16
-        self.autocast, self.learn.scaler = torch.autocast('cpu', dtype=dtype), GradScaler('cpu', enabled=dtype == torch.float16)
+from cpu_amp import CPUMixedPrecision
 
 class _Dtypes(Callback):
     "The dtype of the first conv layer's output, per model, on every training batch (a forward hook)."
