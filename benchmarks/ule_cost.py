@@ -14,14 +14,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from masking_cost import timeit   # median of interleaved repetitions, shared with the masking benchmark
 import torch
 import torch.nn.functional as F
-from spurnotes.core import make_backbone, SmallCNN, set_seed
+from spurnotes.models import make_backbone, SmallCNN
+from fastai.torch_core import set_seed
 from spurnotes.ule import student_step_grads, teacher_loss, output_of, ule_penalty
 
 KINDS = ['erm', 'naive', 'ule_logit', 'ule_loss']
 
 def setup(arch='masktune_cnn', bs=128, size=28, seed=0, device='cpu', fmt='contiguous'):
     "Teacher, student, their SGD optimizers and one batch; `fmt` the models' memory format."
-    set_seed(seed)
+    set_seed(seed, reproducible=True)
     mk = (lambda: SmallCNN(3, 2, width=8, hidden=16)) if arch == 'small_cnn' else (lambda: make_backbone(arch, 3, 2))
     t, s = mk().to(device), mk().to(device)
     if fmt == 'channels_last': t, s = t.to(memory_format=torch.channels_last), s.to(memory_format=torch.channels_last)

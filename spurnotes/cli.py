@@ -10,7 +10,7 @@ import argparse, ast, json, os, re, sys, time, warnings
 from datetime import datetime
 from pathlib import Path
 import pandas as pd
-# torch prints a FutureWarning about `torch.jit.script` when fastai is imported (through spurnotes.core, below and in
+# torch prints a FutureWarning about `torch.jit.script` when fastai is imported (through spurnotes.report, below and in
 # gather_results): a user of the command cannot act on it, so it is silenced here, before any fastai import
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
@@ -57,7 +57,7 @@ def _select(names, nbs_dir):
 
 def gather_results(out_dir) -> pd.DataFrame:
     "Concatenate every tidy results table (`*.csv` with `RESULT_COLUMNS`) under `out_dir`."
-    from spurnotes.core import RESULT_COLUMNS   # here, not at the top: `spurnotes --help` need not import fastai
+    from spurnotes.report import RESULT_COLUMNS   # here, not at the top: `spurnotes --help` need not import fastai
     frames = []
     for f in sorted(Path(out_dir).glob('*.csv')):
         if f.name in ('results.csv', 'timings.csv'): continue

@@ -18,7 +18,10 @@ from fastai.callback.hook import Hook
 from fastai.callback.training import BnFreeze
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from .core import GroupDataset, GroupInfo, group_dl, group_correct_total, accuracy_from_counts, weights_path
+from .groups import GroupDataset, GroupInfo
+from .loaders import group_dl
+from .metrics import group_correct_total, accuracy_from_counts
+from .models import weights_path
 
 # %% auto #0
 __all__ = ['toy_data', 'toy_mix', 'toy_head', 'toy_worst_group', 'attr_probs', 'SpuriousMix', 'last_linear',
@@ -160,7 +163,7 @@ def mix_learner(dls, model:nn.Module, info:GroupInfo,
                 last_layer:bool=False,   # train the last linear layer only (fastai `freeze`, BatchNorm statistics frozen)
                 **kwargs):               # passed to `erm_learner` (lr, wd, ...)
     "A Learner that fine-tunes `model` (full network or last layer only); add `SpuriousMix` as a callback to `fit`."
-    from spurnotes.core import erm_learner
+    from spurnotes.learner import erm_learner
     learn = erm_learner(dls, model, info, splitter=last_layer_splitter, train_bn=not last_layer,
                         cbs=[BnFreeze()] if last_layer else None, **kwargs)
     if last_layer: learn.freeze()
@@ -282,6 +285,6 @@ def pretrained_backbone(arch:str='resnet50',   # a torchvision ResNet
                         weights:str|None='DEFAULT',  # torchvision weights name; None: random initialisation
                         download:bool=False):  # fetch the weights when they are not cached (needs a network)
     "A `TorchvisionNet` with torchvision's pre-trained weights and a new `n_classes` head, and the weights' eval transform."
-    from spurnotes.core import make_backbone, backbone_transform   # the weights are read from torchvision's cache by `load_tv_weights`
+    from spurnotes.models import make_backbone, backbone_transform   # the weights are read from torchvision's cache by `load_tv_weights`
     net = make_backbone(arch, 3, n_classes, weights=weights, download=download)
     return net, (backbone_transform(arch, weights) if weights is not None else None)   # resize and crop; the model normalises

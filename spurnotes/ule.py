@@ -19,7 +19,7 @@ from fastcore.basics import store_attr
 from fastai.callback.core import Callback, CancelBatchException
 from fastai.callback.fp16 import MixedPrecision
 from fastai.torch_core import norm_bias_params
-from .core import group_correct_total, accuracy_from_counts
+from .metrics import group_correct_total, accuracy_from_counts
 
 SUMMARIES = {'worst group': 'worst_group', 'average (plain)': 'plain',
              'average (train-weighted)': 'train_weighted', 'average (group mean)': 'group_mean'}
@@ -257,3 +257,7 @@ class ULEHistory(Callback):
                        if k != 'train_weighted' or info.train_counts is not None}}
             out += [dict(epoch=r['epoch'], model=r['model'], split=r['split'], metric=m, value=v) for m, v in vals.items()]
         return pd.DataFrame(out)
+
+# %% ../nbs/05_ule.ipynb #d08d5866
+# names this module held in 0.0.1 that moved (`spurnotes.moved.MOVED`): they resolve, with a warning, for one release
+def __getattr__(name): from spurnotes.moved import moved_getattr; return moved_getattr('ule', name)

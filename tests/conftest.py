@@ -47,7 +47,7 @@ def _tiny_image(path, colour):
 
 def make_spawrious(root, n=10, envs=(0, 1)):
     "Spawrious' release layout: root/spawrious224/{env}/{location}/{breed}/<n images>.png, every location and breed."
-    from spurnotes.data import SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS
+    from spurnotes.datasets import SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS
     for env in envs:
         for li, loc in enumerate(SPAWRIOUS_LOCATIONS):
             for ci, breed in enumerate(SPAWRIOUS_CLASSES):
@@ -72,7 +72,7 @@ def make_urbancars(root, n_train=(5, 1), n_eval=2):
 
 def make_imagenet9(root, n=2, train_dir='original', variants=('original', 'mixed_same', 'mixed_rand', 'only_fg')):
     "ImageNet-9 backgrounds: root/<train_dir>/{train,val}/<class>/*.JPEG and root/bg_challenge/<variant>/val/<class>/*.JPEG."
-    from spurnotes.data import IN9_CLASSES
+    from spurnotes.datasets import IN9_CLASSES
     folders = [root/train_dir/'train', root/train_dir/'val'] + [root/'bg_challenge'/v/'val' for v in variants]
     for f in folders:
         for k, c in enumerate(IN9_CLASSES):

@@ -5,6 +5,7 @@ from torch.amp import GradScaler
 from fastai.callback.fp16 import MixedPrecision
 
 class CPUMixedPrecision(MixedPrecision):
+    autocast_device = "cpu"   # what `spurnotes.learner.learner_precision` reads
     "fastai's `MixedPrecision` with the CPU's autocast and grad scaler (fastai's own autocasts CUDA, off on a CPU-only machine)."
     def before_fit(self):
         with warnings.catch_warnings():

@@ -3,8 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision
-from spurnotes.core import (TORCHVISION_BACKBONES, CAM_LAYERS, cam_layer, make_backbone, weights_path, tv_weights,
-                            backbone_transform, TorchvisionNet, IMAGENET_STATS)
+from spurnotes.models import TORCHVISION_BACKBONES, CAM_LAYERS, cam_layer, make_backbone, weights_path, tv_weights, backbone_transform, TorchvisionNet, IMAGENET_STATS
 
 torch.set_num_threads(1)
 

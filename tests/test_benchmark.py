@@ -6,8 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from spurnotes.core import GroupInfo, GroupDataset, SmallCNN, erm_learner, group_dls, set_seed
-from spurnotes.benchmark import GroupDROLoss, GroupDRO, group_losses, error_set, jtt_indices, jtt_weights, jtt
+from spurnotes.groups import GroupInfo, GroupDataset
+from spurnotes.models import SmallCNN
+from spurnotes.learner import erm_learner
+from spurnotes.loaders import group_dls
+from fastai.torch_core import set_seed
+from spurnotes.baselines import GroupDROLoss, GroupDRO, group_losses, error_set, jtt_indices, jtt_weights, jtt
 
 torch.set_num_threads(1)
 INFO = GroupInfo(['a', 'b'], ['u', 'v'], train_counts=[[40, 10], [5, 45]])
@@ -56,7 +60,7 @@ def toy(n=128, seed=0):
     return GroupDataset(x, y, a)
 
 def make(dls, seed=0, cbs=()):
-    set_seed(seed)
+    set_seed(seed, reproducible=True)
     return erm_learner(dls, SmallCNN(3, 2, width=4, hidden=8), INFO, lr=0.05, path=tempfile.mkdtemp(), cbs=list(cbs))
 
 def test_group_dro_callback_moves_q_on_training_batches_only():

@@ -1,4 +1,4 @@
-"""One ERM epoch in 2 CPU processes (gloo) through fastai's Accelerate integration (`spurnotes.benchmark.distrib_ctx`).
+"""One ERM epoch in 2 CPU processes (gloo) through fastai's Accelerate integration (`spurnotes.distributed.distrib_ctx`).
 
 Run as a script under a launcher, it trains and writes each rank's weights and metrics to OUT_DIR:
 `torchrun --standalone --nproc_per_node 2 tests/test_distributed.py OUT_DIR` (on GPUs: `accelerate launch --multi_gpu --num_processes 2 ...`).
@@ -17,7 +17,7 @@ ETA = 0.5   # GroupDRO step size: large, so that q moves visibly in one epoch
 def toy():
     "A seeded toy task: the label is the brightness of the left half, the attribute of the right half; 4 groups, unbalanced."
     import torch
-    from spurnotes.core import GroupDataset, GroupInfo, group_counts_of
+    from spurnotes.groups import GroupDataset, GroupInfo, group_counts_of
     g = torch.Generator().manual_seed(0)
     def split(n):
         y, a = torch.randint(0, 2, (n,), generator=g), torch.randint(0, 2, (n,), generator=g)
@@ -35,10 +35,14 @@ def worker(out):
     import torch
     torch.set_num_threads(1)
     import torch.distributed as dist
-    from spurnotes.core import SmallCNN, erm_learner, group_dls, set_seed, group_metrics
-    from spurnotes.benchmark import distrib_ctx
+    from spurnotes.models import SmallCNN
+    from spurnotes.learner import erm_learner
+    from spurnotes.loaders import group_dls
+    from fastai.torch_core import set_seed
+    from spurnotes.metrics import group_metrics
+    from spurnotes.distributed import distrib_ctx
     tr, va, info = toy()
-    set_seed(0)
+    set_seed(0, reproducible=True)
     learn = erm_learner(group_dls(tr, va, bs=BS, seed=0, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), info, lr=0.05, path=out)
     with learn.no_bar(), distrib_ctx(learn):
         learn.fit(1)
@@ -50,7 +54,7 @@ def worker(out):
     # GroupDRO: one epoch on the same shards; this rank's group loss sums and counts of the first training batch, q after it
     import torch.nn.functional as F
     from fastai.callback.core import Callback
-    from spurnotes.benchmark import GroupDRO, group_losses
+    from spurnotes.baselines import GroupDRO, group_losses
     class FirstStep(Callback):
         order = 50
         def before_fit(self): self.rec = None
@@ -59,7 +63,7 @@ def worker(out):
             y, a = self.learn.yb
             gl, n = group_losses(F.cross_entropy(self.learn.pred.float(), y, reduction='none'), info.group(y.long(), a.long()), info.n_groups)
             self.rec = dict(sums=(gl * n).tolist(), counts=n.tolist(), q=self.learn.loss_func.q.tolist())
-    set_seed(0)
+    set_seed(0, reproducible=True)
     dro, first = GroupDRO(eta=ETA), FirstStep()
     learn = erm_learner(group_dls(tr, va, bs=BS, seed=0, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), info, lr=0.05, path=out, cbs=[dro, first])
     with learn.no_bar(), distrib_ctx(learn):
@@ -77,7 +81,10 @@ def launch(out, timeout=300):
 def test_two_cpu_processes(tmp_path):
     pytest.importorskip('accelerate')
     import torch
-    from spurnotes.core import SmallCNN, erm_learner, group_dls, learner_group_report
+    from spurnotes.models import SmallCNN
+    from spurnotes.learner import erm_learner
+    from spurnotes.loaders import group_dls
+    from spurnotes.report import learner_group_report
     r = launch(tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     w0, w1 = (torch.load(tmp_path/f'weights_{k}.pt') for k in (0, 1))

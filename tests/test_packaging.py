@@ -7,13 +7,16 @@ from conftest import ROOT
 SCRIPT = textwrap.dedent('''
     import sys, torch, importlib.metadata as md
     import spurnotes
-    from spurnotes.core import set_seed, SmallCNN, erm_learner, learner_group_report
-    from spurnotes.data import biased_digits
+    from fastai.torch_core import set_seed
+    from spurnotes.models import SmallCNN
+    from spurnotes.learner import erm_learner
+    from spurnotes.report import learner_group_report
+    from spurnotes.testbeds import biased_digits
     assert "fresh" in spurnotes.__file__ and "site-packages" in spurnotes.__file__, spurnotes.__file__
     assert spurnotes.__version__ == md.version("spurnotes")
     reqs = " ".join(md.requires("spurnotes"))
     assert "fastai" in reqs and "torch" in reqs and "papermill" in reqs
-    set_seed(0)
+    set_seed(0, reproducible=True)
     d = biased_digits(seed=0)
     learn = erm_learner(d.dls(bs=128, seed=0), SmallCNN(3, 2), d.info, path=sys.argv[1])
     with learn.no_bar(), learn.no_logging(): learn.fit(1)

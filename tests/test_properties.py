@@ -2,9 +2,10 @@
 import numpy as np
 import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
-from spurnotes.core import (GroupInfo, group_accuracies, plain_accuracy, train_weighted_accuracy, mean_group_accuracy,
-                            worst_group_accuracy)
-from spurnotes.data import Pattern, make_pattern, PATTERNS, biased_digits, digits_on_backgrounds, digit_splits, stripes
+from spurnotes.groups import GroupInfo
+from spurnotes.metrics import group_accuracies, plain_accuracy, train_weighted_accuracy, group_mean_accuracy, worst_group_accuracy
+from spurnotes.rare_spurious import Pattern, make_pattern, PATTERNS
+from spurnotes.testbeds import biased_digits, digits_on_backgrounds, digit_splits, stripes
 
 settings.register_profile('ci', deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile('ci')
@@ -68,14 +69,14 @@ def test_group_metrics_equal_brute_force(case):
         else: assert torch.isnan(acc[g])
     assert abs(plain_accuracy(p, y, a, info) - b['plain']) < 1e-6
     assert abs(worst_group_accuracy(p, y, a, info) - b['worst']) < 1e-6
-    assert abs(mean_group_accuracy(p, y, a, info) - b['mean']) < 1e-6
+    assert abs(group_mean_accuracy(p, y, a, info) - b['mean']) < 1e-6
     assert abs(train_weighted_accuracy(p, y, a, info) - b['tw']) < 1e-5
 
 @given(predictions())
 def test_worst_group_never_above_an_average(case):
     p, y, a, info = case
     w = worst_group_accuracy(p, y, a, info)
-    for f in (plain_accuracy, train_weighted_accuracy, mean_group_accuracy):
+    for f in (plain_accuracy, train_weighted_accuracy, group_mean_accuracy):
         assert w <= f(p, y, a, info) + 1e-6
 
 # ---- generators are deterministic for a seed, and differ across seeds ----

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 import spurnotes.rare_spurious as rs
-from spurnotes.core import GroupDataset, GroupInfo
-from spurnotes.data import make_pattern, inject_pattern
+from spurnotes.groups import GroupDataset, GroupInfo
+from spurnotes.rare_spurious import make_pattern, inject_pattern
 
 
 def _flat(d): return torch.cat([t.flatten() for t in d.values()])

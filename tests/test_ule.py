@@ -5,7 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from spurnotes.core import GroupInfo, GroupDataset, SmallCNN, erm_learner, group_dls, set_seed
+from spurnotes.groups import GroupInfo, GroupDataset
+from spurnotes.models import SmallCNN
+from spurnotes.learner import erm_learner
+from spurnotes.loaders import group_dls
+from fastai.torch_core import set_seed
 from fastai.callback.core import Callback
 from spurnotes.ule import ULE, ULEHistory, NORMS, OUTPUTS, PENALTIES, output_of, teacher_loss, ule_penalty, reinit
 
@@ -69,7 +73,7 @@ def _biased(n, seed):
     return GroupDataset(x, y, a)
 
 def _learner(ds, seed, cbs=()):
-    set_seed(seed)
+    set_seed(seed, reproducible=True)
     return erm_learner(group_dls(ds, ds.subset(torch.arange(32)), bs=32, seed=seed, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), INFO,
                        lr=0.05, path=tempfile.mkdtemp(), cbs=list(cbs))
 
@@ -81,11 +85,11 @@ def _grads(model, x, y):
 def test_teacher_gradients_differ_from_student_more_than_two_erm_models():
     "On Biased digits (the package's testbed, scikit-learn digits): teacher vs student input gradients less alike than two ERM models'."
     torch.set_num_threads(1)
-    from spurnotes.data import load_dataset
+    from spurnotes.datasets import load_dataset
     data = load_dataset('biased_digits', seed=0, size=28, source='sklearn')
     test = data['test_biased']
     def fit(seed, cbs=()):
-        set_seed(seed)
+        set_seed(seed, reproducible=True)
         l = erm_learner(data.dls(bs=64, seed=seed, device='cpu'), SmallCNN(3, 2, width=8, hidden=16), data.info, lr=0.05,
                         path=tempfile.mkdtemp(), cbs=list(cbs), metrics=[])
         with l.no_bar(), l.no_logging(): l.fit(2)

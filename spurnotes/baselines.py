@@ -16,15 +16,14 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from fastai.callback.core import Callback
 from fastai.losses import CrossEntropyLossFlat
-from .core import GroupInfo, GroupDataset, GroupMetric, group_dl, group_dls, group_metrics, accuracy_from_counts
+from .groups import GroupInfo, GroupDataset
+from .loaders import group_dl, group_dls
+from .metrics import _world, group_metrics
 
 # %% auto #0
-__all__ = ['group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt',
-           'SyncedGroupMetric', 'distributed_group_metrics', 'distrib_ctx']
+__all__ = ['group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
-def _world(): return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
                  g:torch.Tensor,       # group of each example `(N,)`
                  n_groups:int):
@@ -137,60 +136,3 @@ def jtt(make_learner,               # `DataLoaders -> Learner` with a *new* mode
     second = make_learner(group_dls(up, valid_ds, bs=bs, seed=seed + 1, device=device))
     (fit or _quiet_fit)(second, epochs)
     return dict(learner=second, identification=first, errors=errors, indices=idxs)
-
-# %% ../nbs/06_benchmark.ipynb #3bf55a6a
-class SyncedGroupMetric(GroupMetric):
-    "A `GroupMetric` whose per-group counts are summed over the processes of a distributed run before its value is computed."
-    def reset(self): super().reset(); self._synced = None
-    def accumulate(self, learn): super().accumulate(learn); self._synced = None
-    def counts(self):
-        "The per-group `(correct, total)` of every process together."
-        if self.total is None or _world() == 1: return self.correct, self.total
-        if self._synced is None:
-            ct = torch.stack([self.correct, self.total]).float().clone()
-            dist.all_reduce(ct)
-            self._synced = (ct[0], ct[1])
-        return self._synced
-    @property
-    def value(self):
-        if self.total is None: return None
-        c, t = self.counts()
-        if self.kind == 'group': return (c[self.group] / t[self.group]).item() if t[self.group] > 0 else float('nan')
-        return accuracy_from_counts(c, t, self.kind, self.info)
-
-def distributed_group_metrics(info:GroupInfo, per_group:bool=False):
-    "`group_metrics(info, per_group)` as `SyncedGroupMetric`s."
-    return [SyncedGroupMetric(m.kind, info, group=m.group) for m in group_metrics(info, per_group)]
-
-# %% ../nbs/06_benchmark.ipynb #bf8e8c02
-def _fastai_distributed():
-    try: import fastai.distributed as fd
-    except (ImportError, NameError) as e: raise ImportError("Training on several processes needs Accelerate: pip install accelerate") from e
-    return fd
-
-def _gloo_classes():
-    fd = _fastai_distributed()
-    class GlooDistributedDL(fd.DistributedDL):
-        "fastai's `DistributedDL`, broadcasting the indices on the process group's device (CUDA for nccl, the CPU for gloo)."
-        def _broadcast(self, t, rank):
-            dev = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-            t = torch.tensor(t, dtype=torch.long, device=dev); dist.broadcast(t, rank)
-            return t.cpu().tolist()
-    class GroupDistributedTrainer(fd.DistributedTrainer):
-        "fastai's `DistributedTrainer` with `GlooDistributedDL` (works with the CPU `gloo` backend)."
-        def _wrap_dl(self, dl): return dl if isinstance(dl, fd.DistributedDL) else GlooDistributedDL(dl, device=self.learn.model.device)
-    return GlooDistributedDL, GroupDistributedTrainer
-
-@contextlib.contextmanager
-def distrib_ctx(learn, sync_bn:bool|None=None, **kwargs):  # sync_bn: default on GPUs only (SyncBatchNorm needs CUDA); kwargs to `Accelerator`
-    "Train `learn` data-parallel over the processes of `accelerate launch`/`torchrun` (one process: unchanged), with synced group metrics."
-    fd = _fastai_distributed()
-    if fd.num_distrib() <= 1: yield learn; return
-    _, Trainer = _gloo_classes()
-    cuda = torch.cuda.is_available()
-    old = learn.metrics
-    learn.metrics = [SyncedGroupMetric(m.kind, m.info, group=m.group) if isinstance(m, GroupMetric) and not isinstance(m, SyncedGroupMetric) else m for m in old]
-    cb = Trainer(sync_bn=cuda if sync_bn is None else sync_bn, **({'cpu': True} if not cuda else {}), **kwargs)
-    learn.add_cb(cb)
-    try: yield learn
-    finally: learn.remove_cb(cb); learn.metrics = old
