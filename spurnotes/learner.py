@@ -26,8 +26,9 @@ from .groups import GroupInfo
 from .metrics import group_metrics
 
 # %% auto #0
-__all__ = ['get_device', 'GroupCrossEntropy', 'erm_learner', 'autocast_ctx', 'learner_precision', 'evaluating', 'eval_preds',
-           'get_group_preds', 'SaveLastCallback', 'SnapshotCallback', 'fit_with_checkpoints', 'load_checkpoint']
+__all__ = ['PRECISIONS', 'get_device', 'GroupCrossEntropy', 'erm_learner', 'autocast_ctx', 'learner_precision', 'set_precision',
+           'evaluating', 'eval_preds', 'get_group_preds', 'SaveLastCallback', 'SnapshotCallback',
+           'fit_with_checkpoints', 'load_checkpoint']
 
 # %% ../nbs/00d_learner.ipynb #1a848d5e
 def get_device():
@@ -78,6 +79,14 @@ def learner_precision(learn:Learner):
     dtype = torch.bfloat16 if AMPMode(mp[0].amp_mode) == AMPMode.BF16 else torch.float16
     return dtype if dev == type(mp[0]).autocast_device else None
 MixedPrecision.autocast_device = 'cuda'   # the device type fastai's `MixedPrecision` autocasts (a subclass that autocasts elsewhere says so)
+
+PRECISIONS = ('fp32', 'bf16', 'fp16')   # the values of the notebooks' `precision` parameter
+
+def set_precision(learn:Learner,
+                  precision:str='fp32'):   # 'fp32'; 'bf16' or 'fp16': fastai's mixed precision (`to_bf16()`, `to_fp16()`)
+    "`learn` in `precision` (fastai's `MixedPrecision` for 'bf16' / 'fp16'; unchanged for 'fp32')."
+    if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}.")
+    return learn.to_bf16() if precision == 'bf16' else learn.to_fp16() if precision == 'fp16' else learn
 
 # %% ../nbs/00d_learner.ipynb #44327294
 @contextlib.contextmanager

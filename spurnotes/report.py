@@ -17,9 +17,9 @@ from .metrics import group_correct_total, accuracy_from_counts, _acc, SUMMARIES
 from .learner import get_group_preds
 
 # %% auto #0
-__all__ = ['RESULT_COLUMNS', 'CLAIM_COLUMNS', 'VERDICTS', 'group_report', 'styled_report', 'learner_group_report',
-           'plot_group_report', 'write_results', 'save_figure', 'mean_std', 'mean_std_table', 'sem', 'mean_sem',
-           'claims_table']
+__all__ = ['RESULT_COLUMNS', 'HEADLINE_METRICS', 'CLAIM_COLUMNS', 'VERDICTS', 'group_report', 'styled_report',
+           'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'mean_std', 'mean_std_table',
+           'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table']
 
 # %% ../nbs/00f_report.ipynb #45374dd9
 def group_report(preds, y, a, info:GroupInfo):
@@ -101,6 +101,28 @@ def mean_sem(values):
     "`(mean, sem)` of `values` (`sem`: NaN for a single value)."
     v = np.asarray(values, dtype=float)
     return float(v.mean()), sem(v)
+
+# %% ../nbs/00f_report.ipynb #8d33fd4e
+HEADLINE_METRICS = ['worst group', 'average (plain)']   # what a headline shows unless a notebook says otherwise
+
+def headline_table(rows:pd.DataFrame,                  # tidy results rows (`RESULT_COLUMNS`, optionally `seed` and `selection`) to show
+                   metrics=HEADLINE_METRICS,           # metric columns, in order
+                   keys=('dataset', 'split', 'method', 'selection')) -> pd.DataFrame:  # one row per combination (those present)
+    "One row per `keys` combination: the number of seeds and the mean of each of `metrics` over them."
+    keys = [k for k in keys if k in rows.columns]
+    d = rows[rows['metric'].isin(metrics)]
+    if d.empty: raise ValueError(f"headline_table: no rows with the metrics {list(metrics)}; the rows have {sorted(set(rows['metric']))}.")
+    t = d.pivot_table(index=keys, columns='metric', values='value', aggfunc='mean', sort=False)
+    t = t.reindex(columns=[m for m in metrics if m in t.columns])
+    if 'seed' in d and d['seed'].notna().any(): t.insert(0, 'seeds', d.groupby(keys, sort=False)['seed'].nunique().reindex(t.index))
+    t.columns.name = None
+    return t.reset_index()
+
+def write_headline(table:pd.DataFrame, notebook:str, out_dir):
+    "Write a notebook's headline table (`headline_table`) to `out_dir/headlines/notebook.csv`."
+    p = Path(out_dir)/'headlines'; p.mkdir(parents=True, exist_ok=True)
+    table.to_csv(p/f"{notebook}.csv", index=False)
+    return p/f"{notebook}.csv"
 
 # %% ../nbs/00f_report.ipynb #claims0ex
 CLAIM_COLUMNS = ['claim', 'paper', 'here', 'verdict', 'rule']
