@@ -28,7 +28,7 @@ from .learner import get_group_preds, learner_precision, fit_with_checkpoints, l
 from .saliency import saliency_heat, saliency_mask, apply_mask, random_square_mask, saliency_share, masked_share, dataset_heat
 
 # %% auto #0
-__all__ = ['dataset_masks', 'masked_dataset', 'masktune', 'MaskTune', 'product_confidence', 'risk_coverage']
+__all__ = ['dataset_masks', 'masked_dataset', 'fit_masktune', 'MaskTune', 'product_confidence', 'risk_coverage']
 
 # %% ../nbs/03_masktune.ipynb #29854c81
 def dataset_masks(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=128, device=None, k:float=2.,
@@ -56,10 +56,10 @@ def masked_dataset(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=128
 
 
 # %% ../nbs/03_masktune.ipynb #ec7ce426
-def masktune(learn:Learner,
+def fit_masktune(learn:Learner,
              train_ds:GroupDataset,       # the training set (raw pixels), to be masked
              valid_ds:GroupDataset,       # the validation set (not masked)
-             layer:str|None=None,         # name of the CAM layer in `learn.model` (default: the model's `cam_layer`)
+             layer_name:str|None=None,    # name of the CAM layer in `learn.model` (default: the model's `cam_layer`)
              iterations:int=1,            # masking iterations (the authors' option: 1-3)
              accumulate:bool=False,       # OR the masks of successive iterations
              random:bool=False,           # random-mask ablation (same area, random place)
@@ -78,9 +78,9 @@ def masktune(learn:Learner,
     load_checkpoint(learn, mask_from or best, with_opt=False)
     given, masks = masks, None
     for it in range(iterations):
-        lay = cam_layer(learn.model) if layer is None else learn.model.get_submodule(layer)
+        lay = cam_layer(learn.model) if layer_name is None else learn.model.get_submodule(layer_name)
         if not in_memory:   # the same masks, computed on each training batch by a frozen copy of the current model
-            cb = MaskTune(learn.model, layer, k=k, random=random, seed=seed + it)
+            cb = MaskTune(learn.model, layer_name, k=k, random=random, seed=seed + it)
             learn.dls = group_dls(train_ds, valid_ds, bs=bs, seed=seed + it, device=device)
             if it == 0: load_checkpoint(learn, last, with_opt=True)
             with learn.no_bar(), learn.no_logging(): learn.fit(epochs, cbs=cb)
@@ -100,16 +100,16 @@ def masktune(learn:Learner,
 class MaskTune(Callback):
     "Mask each training batch with the XGradCAM saliency of a fixed `saliency_model` (usually the best ERM model)."
     run_valid, order = False, 55   # after the batch transforms, before the model sees the batch
-    def __init__(self, saliency_model:nn.Module, layer:str|None=None, k:float=2., random:bool=False, seed:int=0):
+    def __init__(self, saliency_model:nn.Module, layer_name:str|None=None, k:float=2., random:bool=False, seed:int=0):
         self.smodel = copy.deepcopy(saliency_model).eval()  # a frozen copy: fine-tuning does not move the masks
-        self.layer, self.k, self.random, self.seed = layer, k, random, seed  # layer None: the model's `cam_layer`
+        self.layer_name, self.k, self.random, self.seed = layer_name, k, random, seed  # layer_name None: the model's `cam_layer`
     def before_fit(self):
         self.smodel.to(self.dls.device)
         self.gen = torch.Generator(device=self.dls.device).manual_seed(self.seed)   # random squares drawn on the device
         self.dtype = learner_precision(self.learn)   # the saliency pass under the learner's precision (None: full)
     def before_batch(self):
         x = self.xb[0]
-        lay = cam_layer(self.smodel) if self.layer is None else self.smodel.get_submodule(self.layer)
+        lay = cam_layer(self.smodel) if self.layer_name is None else self.smodel.get_submodule(self.layer_name)
         m = saliency_mask(saliency_heat(self.smodel, lay, x.detach(), dtype=self.dtype), self.k)
         if self.random: m = random_square_mask(m, self.gen)
         self.learn.xb = (apply_mask(x, m), *self.xb[1:])

@@ -10,7 +10,7 @@ from spurnotes.learner import erm_learner
 from spurnotes.loaders import group_dls
 from fastai.torch_core import set_seed
 from spurnotes.saliency import xgradcam, saliency_heat, saliency_mask, saliency_threshold, apply_mask, random_square_mask
-from spurnotes.masktune import dataset_masks, masktune, MaskTune
+from spurnotes.masktune import dataset_masks, fit_masktune, MaskTune
 from spurnotes.learner import learner_precision, fit_with_checkpoints
 
 @pytest.mark.parametrize('seed', [0, 1])
@@ -130,7 +130,7 @@ def test_masktune_masking_pass_follows_learner_precision(precision, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         fit_with_checkpoints(learn, 2)
-        with _Dtypes(cam_layer(learn.model)) as rec: _, masks = masktune(learn, ds, ds.subset(torch.arange(32)), bs=32)
+        with _Dtypes(cam_layer(learn.model)) as rec: _, masks = fit_masktune(learn, ds, ds.subset(torch.arange(32)), bs=32)
     # eval-mode forwards: the masking pass, then validation (fastai's autocast is CUDA-only, so validation is fp32 on a CPU)
     want = torch.bfloat16 if precision == 'bf16' else torch.float32
     assert rec.seen[:3] == [want] * 3 and masks.shape == (len(ds), 28, 28)
@@ -159,9 +159,9 @@ def test_masktune_on_images_read_from_disk(tmp_path):
         learn = _learner(ds, 'fp32', tmp_path/kind)
         fit_with_checkpoints(learn, 2)
         tr, va = (ds, ds.subset(torch.arange(32))) if kind == 'memory' else (_FromDisk(ds), _FromDisk(ds.subset(torch.arange(32))))
-        learn, masks = masktune(learn, tr, va, bs=32)
+        learn, masks = fit_masktune(learn, tr, va, bs=32)
         out[kind] = (torch.cat([p.detach().flatten() for p in learn.model.parameters()]), masks)
     assert out['disk'][1] is None and out['memory'][1].shape == (len(ds), 28, 28)
     torch.testing.assert_close(out["disk"][0], out["memory"][0], atol=1e-5, rtol=0)   # the same masks, so the same epoch
     with pytest.raises(ValueError, match="need the training images in memory"):
-        masktune(learn, _FromDisk(ds), _FromDisk(ds), bs=32, accumulate=True)
+        fit_masktune(learn, _FromDisk(ds), _FromDisk(ds), bs=32, accumulate=True)
