@@ -1,4 +1,4 @@
-"""papermill executes the experiment notebooks with parameters, as tests (small parameters) and as the documented runs; `spurnotes run` gathers their tidy results into one table and prints a short headline table per notebook.
+"""papermill executes the experiment notebooks with parameters, as tests (small parameters) and as the documented runs; `spurnotes run` gathers their tidy results into one table and prints the headline table each notebook wrote.
 
 Docs: https://spurnotes.github.io/spurnotes/cli.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://spurnotes.github.io/spurnotes/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #9bf1af78
 from __future__ import annotations
-import argparse, ast, json, os, re, sys, time, warnings
+import argparse, ast, json, os, sys, time, warnings
 from datetime import datetime
 from pathlib import Path
 import pandas as pd
@@ -15,9 +15,9 @@ import pandas as pd
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['MAIN_METRICS', 'HEADLINES', 'HEADLINE_SKIP_SPLITS', 'find_nbs', 'notebook_parameters', 'experiment_notebooks',
-           'gather_results', 'results_table', 'results_markdown', 'headline_table', 'headline_markdown',
-           'run_notebooks', 'headline_report', 'main']
+__all__ = ['find_nbs', 'notebook_parameters', 'experiment_notebooks', 'select_notebooks', 'gather_results', 'results_table',
+           'results_markdown', 'headline_file', 'headline_markdown', 'declared_parameters', 'execute_notebook',
+           'write_run_tables', 'run_notebooks', 'headline_report', 'main']
 
 # %% ../nbs/90_cli.ipynb #7eba14f5
 def find_nbs(start=None) -> Path:
@@ -44,8 +44,11 @@ def experiment_notebooks(nbs_dir) -> list:
         if cells and 'parameters' in cells[0].get('metadata', {}).get('tags', []): out.append(p)
     return out
 
-# %% ../nbs/90_cli.ipynb #5746a0d5
-def _select(names, nbs_dir):
+# %% ../nbs/90_cli.ipynb #5e1ec7ed
+def select_notebooks(names,      # notebook names, stems, stems without the number, or prefixes: '01_testbeds', 'testbeds', '01_t'
+                     nbs_dir     # the notebooks folder
+                    ) -> list:
+    "The experiment notebooks of `nbs_dir` that `names` name (all of them if `names` is empty), in the order given."
     all_nbs = experiment_notebooks(nbs_dir)
     if not names: return all_nbs
     sel = []
@@ -55,6 +58,7 @@ def _select(names, nbs_dir):
         sel += [h for h in hits if h not in sel]
     return sel
 
+# %% ../nbs/90_cli.ipynb #5746a0d5
 def gather_results(out_dir) -> pd.DataFrame:
     "Concatenate every tidy results table (`*.csv` with `RESULT_COLUMNS`) under `out_dir`."
     from spurnotes.report import RESULT_COLUMNS   # here, not at the top: `spurnotes --help` need not import fastai
@@ -82,118 +86,67 @@ def results_markdown(df:pd.DataFrame) -> str:
     return '\n\n'.join(parts) + '\n'
 
 # %% ../nbs/90_cli.ipynb #c3af5833
-MAIN_METRICS = ['worst group', 'average (plain)']
-HEADLINES = {   # notebook: what `spurnotes run` prints for it (and the index shows); the full tables stay in the CSVs
-    '01_data': dict(metrics=MAIN_METRICS, selection='last epoch (of {epochs})'),
-    '02_rare_spurious': dict(metrics=['spurious score', 'clean accuracy'], methods=r' n=\d+$',   # the pattern x n grid and the architectures
-                             selection='last epoch (of {epochs})'),
-    '03_masktune': dict(metrics=MAIN_METRICS, selection={
-        'ERM': 'best epoch by validation average (of {epochs})',   # the model the authors mask with and report
-        'MaskTune': "last fine-tuning epoch, from ERM's last (masking iterations: {iterations})",
-        'random-mask': "last fine-tuning epoch, from ERM's last (masking iterations: {iterations})"}),
-    '04_data_mixing': dict(metrics=MAIN_METRICS),
-    '05_ule': dict(metrics=MAIN_METRICS, methods=r'^(?:student \(ERM\)|teacher \(ULE\))(?: \[val-[\w-]+ epoch\])?$',   # the main configuration
-                   strip=r' \[val-[\w-]+ epoch\]$'),   # (the selection column names the epoch)
-    '06_benchmark': dict(metrics=MAIN_METRICS),
-}
-HEADLINE_SKIP_SPLITS = ('valid', 'train')   # headlines report the test splits
+def headline_file(out_dir,         # a run's output folder (or `results/`)
+                  notebook:str     # the notebook's name without `.ipynb`, e.g. '01_testbeds'
+                 ) -> Path|None:
+    "The headline CSV that `notebook` wrote under `out_dir` (`headlines/<notebook>.csv`, by `write_headline`), or None."
+    f = Path(out_dir)/'headlines'/f'{notebook}.csv'
+    return f if f.exists() else None
 
-# %% ../nbs/90_cli.ipynb #7c4bf09f
-def _fill(template:str, params:dict|None) -> str:
-    "`template` with `params` filled in; a parenthesis naming a parameter that `params` lacks is dropped."
-    params = params or {}
-    t = re.sub(r'\s*\([^()]*\{(\w+)\}[^()]*\)', lambda m: m.group(0) if m.group(1) in params else '', template)
-    return t.format_map({k: str(v).strip('"\'') for k, v in params.items()})
-
-def _selection_of(spec, method:str, params) -> str:
-    s = spec.get('selection', '')
-    if isinstance(s, dict): s = next((v for k, v in sorted(s.items(), key=lambda kv: -len(kv[0])) if method.startswith(k)), '')
-    return _fill(s, params)
-
-def headline_table(df:pd.DataFrame,           # tidy results (`gather_results`), any notebooks
-                   notebook:str,               # the notebook's name without `.ipynb`, e.g. '03_masktune'
-                   params:dict|None=None       # the run's parameters, to fill the selection labels (e.g. `epochs`)
-                  ) -> pd.DataFrame:
-    "One row per dataset, test split, method and model selection of `notebook`; the seed count and the headline metrics (means over seeds)."
-    spec = HEADLINES.get(notebook, {})
-    d = df[(df['notebook'] == notebook) & ~df['split'].isin(spec.get('skip_splits', HEADLINE_SKIP_SPLITS))]
-    if 'methods' in spec: d = d[d['method'].astype(str).str.contains(spec['methods'], regex=True, na=False)]
-    if d.empty: return pd.DataFrame()
-    have = set(d['metric'])
-    metrics = spec.get('metrics') or (MAIN_METRICS if set(MAIN_METRICS) <= have else None)
-    if metrics is None:   # an unknown notebook: the metrics that every row of it has
-        full = d.pivot_table(index=['dataset', 'method', 'split'], columns='metric', values='value', sort=False)
-        metrics = list(full.columns[full.notna().all()]) or list(full.notna().sum().sort_values(ascending=False).index[:4])
-    metrics = [m for m in metrics if m in have]
-    d = d[d['metric'].isin(metrics)].copy()
-    default = d['method'].map(lambda m: _selection_of(spec, m, params))
-    d['selection'] = d['selection'].fillna(default) if 'selection' in d else default
-    d['selection'] = d['selection'].replace('', '-')
-    if 'strip' in spec: d['method'] = d['method'].str.replace(spec['strip'], '', regex=True)
-    keys = ['dataset', 'split', 'method', 'selection']
-    t = d.pivot_table(index=keys, columns='metric', values='value', aggfunc='mean', sort=False).reindex(columns=metrics)
-    if 'seed' in d and d['seed'].notna().any(): t.insert(0, 'seeds', d.groupby(keys, sort=False)['seed'].nunique().reindex(t.index))
-    t.columns.name = None
-    return t.reset_index()
-
-# %% ../nbs/90_cli.ipynb #1ca7fee1
-def headline_markdown(df:pd.DataFrame, notebook:str, params:dict|None=None) -> str:
-    "`headline_table` as a Markdown table, three decimals."
-    t = headline_table(df, notebook, params)
-    if t.empty: return f"(no results of {notebook})"
-    return t.to_markdown(index=False, floatfmt='.3f')
+def headline_markdown(f) -> str:
+    "A headline CSV (`write_headline`'s) as a Markdown table: numbers to three decimals, counts as integers."
+    return pd.read_csv(f).to_markdown(index=False, floatfmt='.3f')
 
 # %% ../nbs/90_cli.ipynb #86678a7e
+def declared_parameters(nbs,                 # notebook paths
+                        params:dict|None     # parameter overrides
+                       ) -> dict:
+    "Each notebook of `nbs` -> the parameters it declares; a ValueError if some name of `params` none of them declares."
+    declared = {p: notebook_parameters(p) for p in nbs}
+    unknown = [k for k in (params or {}) if not any(k in d for d in declared.values())]
+    if unknown: raise ValueError(f"No selected notebook declares the parameter(s) {unknown}; they declare: " +
+                                 "; ".join(f"{p.name}: {', '.join(d)}" for p, d in declared.items()))
+    return declared
+
+def execute_notebook(nb, dest, params:dict, nbs_dir, progress:bool=True) -> float:
+    "Execute notebook `nb` with papermill into `dest`, in `nbs_dir`, with `params` injected; the wall time in seconds."
+    import papermill as pm
+    t0 = time.time()
+    pm.execute_notebook(str(nb), str(dest), parameters=params, cwd=str(nbs_dir), progress_bar=progress, kernel_name='python3',
+                        extra_arguments=['--IPKernelApp.log_level=ERROR'])   # no kernel start-up notices on the terminal
+    return round(time.time() - t0, 1)
+
+# %% ../nbs/90_cli.ipynb #7d2b1f0e
+def write_run_tables(out, timings:list) -> pd.DataFrame:
+    "Write `timings.csv` (rows of `timings` replace those of the same notebooks), `results.csv` and `results.md` under `out`; the results."
+    t = pd.DataFrame(timings, columns=['notebook', 'seconds'])
+    if (out/'timings.csv').exists():  # keep the timings of notebooks not run this time (documented runs go one by one)
+        old = pd.read_csv(out/'timings.csv')
+        t = pd.concat([old[~old['notebook'].isin(t['notebook'])], t]).sort_values('notebook')
+    t.to_csv(out/'timings.csv', index=False)
+    res = gather_results(out)
+    res.to_csv(out/'results.csv', index=False)
+    (out/'results.md').write_text(results_markdown(res))
+    return res
+
 def run_notebooks(names=None,            # notebook names or prefixes (default: every experiment notebook)
                   params:dict|None=None, # parameter overrides, given to every notebook that declares them
                   out=None,              # output folder (default: runs/<timestamp> beside nbs/)
                   nbs_dir=None,          # the notebooks folder (default: found from the current directory)
-                  progress:bool=True,    # show progress bars
-                  docs:bool=False):      # the documented run: write the executed notebooks back into nbs/
+                  progress:bool=True):   # show progress bars
     "Execute notebooks with papermill; write executed copies, `results.csv`/`results.md` and `timings.csv` under `out`."
-    import papermill as pm
     from tqdm.auto import tqdm
     nbs_dir = Path(nbs_dir) if nbs_dir else find_nbs()
-    sel, params = _select(names, nbs_dir), dict(params or {})
-    declared = {p: notebook_parameters(p) for p in sel}
-    unknown = [k for k in params if not any(k in d for d in declared.values())]
-    if unknown: raise ValueError(f"No selected notebook declares the parameter(s) {unknown}; they declare: " +
-                                 "; ".join(f"{p.name}: {', '.join(d)}" for p, d in declared.items()))
-    if docs:
-        out = Path(out) if out else nbs_dir.parent/'results'
-    else:
-        out = Path(out) if out else nbs_dir.parent/'runs'/datetime.now().strftime('%Y%m%d-%H%M%S')
-    out = out.resolve(); out.mkdir(parents=True, exist_ok=True)
-    if not docs: (out/'notebooks').mkdir(exist_ok=True)
-    timings = []
-    bar = tqdm(sel, desc='notebooks', disable=not progress, file=sys.stdout)
+    sel, params = select_notebooks(names, nbs_dir), dict(params or {})
+    declared = declared_parameters(sel, params)
+    out = Path(out or nbs_dir.parent/'runs'/datetime.now().strftime('%Y%m%d-%H%M%S')).resolve()
+    (out/'notebooks').mkdir(parents=True, exist_ok=True)
+    timings, bar = [], tqdm(sel, desc='notebooks', disable=not progress, file=sys.stdout)
     for p in bar:
         bar.set_postfix_str(p.name)
-        nb_params = {k: v for k, v in params.items() if k in declared[p]}
-        if 'out_dir' in declared[p] and (not docs or 'out_dir' in params): nb_params['out_dir'] = str(out)
-        dest = p if docs else out/'notebooks'/p.name
-        t0 = time.time()
-        pm.execute_notebook(str(p), str(dest), parameters=nb_params, cwd=str(nbs_dir), progress_bar=progress, kernel_name='python3',
-                            extra_arguments=['--IPKernelApp.log_level=ERROR'])   # no kernel start-up notices on the terminal
-        timings.append(dict(notebook=p.name, seconds=round(time.time() - t0, 1)))
-    timings = pd.DataFrame(timings)
-    if (out/'timings.csv').exists():  # keep the timings of notebooks not run this time (documented runs go one by one)
-        old = pd.read_csv(out/'timings.csv')
-        timings = pd.concat([old[~old['notebook'].isin(timings['notebook'])], timings]).sort_values('notebook')
-    timings.to_csv(out/'timings.csv', index=False)
-    res = gather_results(out)
-    res.to_csv(out/'results.csv', index=False)
-    (out/'results.md').write_text(results_markdown(res))
-    if docs:
-        # strip papermill's metadata so that the committed notebooks stay clean, and re-export: the exported modules
-        # name the notebooks' cell ids, which papermill may renew
-        from nbdev.clean import nbdev_clean
-        from nbdev.doclinks import nbdev_export
-        cwd = Path.cwd(); os.chdir(nbs_dir.parent)
-        try:
-            for p in sel: nbdev_clean(fname=str(p))
-            nbdev_export(path=None)  # (no bare call: nbdev's docs build skips cells that contain one)
-        finally: os.chdir(cwd)
+        nb_params = {k: v for k, v in params.items() if k in declared[p]} | ({'out_dir': str(out)} if 'out_dir' in declared[p] else {})
+        timings.append(dict(notebook=p.name, seconds=execute_notebook(p, out/'notebooks'/p.name, nb_params, nbs_dir, progress)))
+    write_run_tables(out, timings)
     return out
 
 # %% ../nbs/90_cli.ipynb #3b388786
@@ -218,17 +171,17 @@ def _csv_files(out_dir) -> dict:
         for n in names: files.setdefault(n, []).append(f)
     return files
 
-def headline_report(out_dir,                 # a run's output folder (or `results/`)
-                    notebooks,               # notebook names without `.ipynb`, in the order to print
-                    params:dict|None=None    # notebook -> the parameters it ran with (fills the selection labels)
+# %% ../nbs/90_cli.ipynb #5c0e9a2d
+def headline_report(out_dir,     # a run's output folder (or `results/`)
+                    notebooks    # notebook names without `.ipynb`, in the order to print
                    ) -> str:
-    "What `spurnotes run` prints: per notebook, its headline table and the CSV that holds all of its metrics."
-    res, files, parts = gather_results(out_dir), _csv_files(out_dir), []
+    "What `spurnotes run` prints: per notebook, the headline table it wrote and the CSVs that hold all of its metrics."
+    files, parts = _csv_files(out_dir), []
     for nb in notebooks:
-        if nb not in files: parts.append(f"### {nb}\n\n(writes no results table)"); continue
-        try: table = headline_markdown(res, nb, (params or {}).get(nb))
-        except Exception as e: table = f"(no headline table: {type(e).__name__}: {e})"   # never lose a finished run's report
-        parts.append(f"### {nb}\n\n{table}\n\nAll metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]))
+        f = headline_file(out_dir, nb)
+        table = headline_markdown(f) if f else f"{nb} wrote no headline table (no {_shown(Path(out_dir)/'headlines'/(nb + '.csv'))})."
+        more = f"All metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]) if nb in files else f"{nb} wrote no results table."
+        parts.append(f"### {nb}\n\n{table}\n\n{more}")
     return "\n\n".join(parts)
 
 # %% ../nbs/90_cli.ipynb #4e211440
@@ -237,12 +190,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog='spurnotes', description="Run the spurnotes notebooks with papermill on the built-in data.")
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help="execute notebooks, gather their results (default: all, with the documented parameters)")
-    r.add_argument('notebooks', nargs='*', help="notebook names or prefixes, e.g. 01_data or 03 (default: all)")
+    r.add_argument('notebooks', nargs='*', help="notebook names or prefixes, e.g. 01_testbeds or 03 (default: all)")
     r.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help="override a parameter (Python literal or string)")
     r.add_argument('--out', help="output folder (default: runs/<timestamp>)")
     r.add_argument('--nbs', help="the notebooks folder (default: nbs/ of the checkout you are in)")
     r.add_argument('--no-progress', action='store_true', help="no progress bars")
-    r.add_argument('--docs', action='store_true', help="the documented run: executed notebooks replace nbs/*.ipynb, results go to results/")
     l = sub.add_parser('list', help="list the experiment notebooks and their parameters")
     l.add_argument('--nbs', help="the notebooks folder")
     a = ap.parse_args(argv)
@@ -252,14 +204,10 @@ def main(argv=None):
             for p in experiment_notebooks(nbs_dir): print(f"{p.name}: " + ", ".join(f"{k}={v}" for k, v in notebook_parameters(p).items()))
             return 0
         t0 = time.time()
-        over = {k: _value(v) for k, v in a.param}
-        out = run_notebooks(a.notebooks, over, a.out, nbs_dir, not a.no_progress, a.docs)
+        out = run_notebooks(a.notebooks, {k: _value(v) for k, v in a.param}, a.out, nbs_dir, not a.no_progress)
     except (ValueError, FileNotFoundError) as e:
         print(f"spurnotes: error: {e}", file=sys.stderr); return 2
-    sel = _select(a.notebooks, nbs_dir)
-    params = {p.stem: {**(d := notebook_parameters(p)), **{k: v for k, v in over.items() if k in d}} for p in sel}
-    print(f"\nHeadline results: test splits, means over seeds (every metric of every notebook: {_shown(out/'results.csv')})\n")
-    print(headline_report(out, [p.stem for p in sel], params))
-    where = nbs_dir if a.docs else out/'notebooks'
-    print(f"\nExecuted notebooks in {_shown(where)}, figures in {_shown(out/'figures')}; total {time.time() - t0:.0f} s")
+    print(f"\nHeadline results, as each notebook wrote them (every metric of every notebook: {_shown(out/'results.csv')})\n")
+    print(headline_report(out, [p.stem for p in select_notebooks(a.notebooks, nbs_dir)]))
+    print(f"\nExecuted notebooks in {_shown(out/'notebooks')}, figures in {_shown(out/'figures')}; total {time.time() - t0:.0f} s")
     return 0
