@@ -21,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS, RESULTS = ROOT/'nbs', ROOT/'results'
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
+def _drop_empty_tags(path):
+    "papermill gives every cell `tags: []`; nbdev-clean keeps the key (papermill's `parameters` tag needs it): drop the empty ones."
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        if c.metadata.get('tags') == []: del c.metadata['tags']
+    nbformat.write(nb, path)
+
 def docs_run(names,                # notebook names or prefixes (at least one: a documented run is deliberate)
              params=None,          # parameter overrides, given to every selected notebook that declares them
              progress=True):       # show papermill's progress bars
@@ -41,7 +49,7 @@ def docs_run(names,                # notebook names or prefixes (at least one: a
     write_run_tables(RESULTS, timings)
     cwd = Path.cwd(); os.chdir(ROOT)
     try:
-        for p in sel: nbdev_clean(fname=str(p))
+        for p in sel: _drop_empty_tags(p); nbdev_clean(fname=str(p))
         nbdev_export(path=None)   # (no bare call: nbdev's docs build skips cells that contain one)
     finally: os.chdir(cwd)
     return sel
