@@ -16,7 +16,7 @@ from .learner import autocast_ctx
 
 # %% auto #0
 __all__ = ['xgradcam', 'minmax', 'saliency_heat', 'saliency_threshold', 'saliency_mask', 'apply_mask', 'random_square_mask',
-           'saliency_share', 'masked_share', 'dataset_heat']
+           'saliency_share', 'masked_share', 'dataset_heat', 'input_gradient', 'input_grad_heat', 'grad_cosine']
 
 # %% ../nbs/00e_saliency.ipynb #f3d2e046
 def xgradcam(model:nn.Module,       # a classifier returning logits
@@ -97,3 +97,36 @@ def dataset_heat(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=256, 
     "Saliency heat `(N, H, W)` of every image of `ds`, on the CPU."
     device = device or next(model.parameters()).device
     return torch.cat([saliency_heat(model, layer, x).cpu() for x, _, _ in group_dl(ds, bs=bs, device=device)])
+
+# %% ../nbs/00e_saliency.ipynb #c2a9e6af
+from .learner import evaluating
+
+def input_gradient(model:nn.Module,   # a classifier returning logits
+                   x:torch.Tensor,    # a batch of inputs `(N, C, H, W)` (moved to the model's device)
+                   target=None,       # class per image; default: the predicted class
+                   dtype=None):       # autocast dtype of the forward and backward (`learner_precision`); None: full precision
+    "Per-image gradient `(N, C, H, W)` of the `target`-class logit with respect to the input, model in eval mode (restored after)."
+    x = x.to(next(model.parameters()).device)
+    with evaluating(model), torch.enable_grad(), autocast_ctx(x.device, dtype):
+        xx = x.detach().clone().requires_grad_()
+        p = model(xx)
+        t = p.argmax(1) if target is None else torch.as_tensor(target, device=p.device)
+        g, = torch.autograd.grad(p.gather(1, t.view(-1, 1).long()).sum(), xx)   # summed: each image's own gradient
+    return g.detach()
+
+# %% ../nbs/00e_saliency.ipynb #afdc26dc
+def input_grad_heat(model:nn.Module,   # a classifier returning logits
+                    x:torch.Tensor,    # a batch of inputs `(N, C, H, W)`
+                    target=None,       # class per image; default: the predicted class
+                    dtype=None):       # autocast dtype (`input_gradient`); None: full precision
+    "Input-gradient saliency `(N, H, W)`: |d(target-class logit)/dx| summed over the channels, on the model's device."
+    return input_gradient(model, x, target, dtype).abs().sum(1)
+
+def grad_cosine(m1:nn.Module,          # a classifier returning logits
+                m2:nn.Module,          # another, with the same inputs and classes
+                x:torch.Tensor,        # a batch of inputs `(N, C, H, W)`
+                target,                # class per image whose logit is differentiated (e.g. the true labels)
+                dtype=None):           # autocast dtype (`input_gradient`); None: full precision
+    "Per-image cosine similarity `(N,)` of two models' input gradients of the `target`-class logit: how alike they respond to the input."
+    g1, g2 = (input_gradient(m, x, target, dtype).flatten(1) for m in (m1, m2))
+    return F.cosine_similarity(g1, g2.to(g1.device), dim=1)

@@ -15,18 +15,23 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback, CancelBatchException
-from fastai.callback.fp16 import MixedPrecision
-from fastai.torch_core import norm_bias_params
-from .metrics import group_correct_total, accuracy_from_counts
-
-SUMMARIES = {'worst group': 'worst_group', 'average (plain)': 'plain',
-             'average (train-weighted)': 'train_weighted', 'average (group mean)': 'group_mean'}
+from fastai.optimizer import Adam
+from fastai.torch_core import norm_bias_params, set_seed
+from .metrics import SUMMARIES, SUMMARY_LABELS, group_correct_total, accuracy_from_counts, plain_accuracy
+from .learner import erm_learner, learner_precision, set_precision, autocast_ctx, eval_preds
+from .models import make_backbone, cam_layer
+from .saliency import saliency_heat, saliency_share, input_grad_heat, grad_cosine
+from .report import sem
 
 # %% auto #0
-__all__ = ['SUMMARIES', 'OUTPUTS', 'PENALTIES', 'NORMS', 'WEIGHTINGS', 'output_of', 'normalize_grad', 'ule_penalty', 'reinit',
-           'student_step_grads', 'teacher_loss', 'ULE', 'model_preds', 'ULEHistory']
+__all__ = ['OUTPUTS', 'PENALTIES', 'NORMS', 'WEIGHTINGS', 'METHODS', 'SELECTIONS', 'SELECTION_TAGS', 'SWEEP_OPTIONS',
+           'PAPER_GAINS', 'RULE_GAIN', 'output_of', 'normalize_grad', 'ule_penalty', 'reinit', 'student_step_grads',
+           'teacher_loss', 'ULE', 'ULEHistory', 'config_name', 'ule_callback', 'ule_learner', 'ule_run',
+           'selected_epoch', 'history_rows', 'spurious_view', 'saliency_maps', 'saliency_rows', 'erm_pair_cosine',
+           'sweep_configs', 'sweep_rows', 'tagged_results', 'per_seed', 'worst_group_gain', 'gain_table', 'strong_gain',
+           'gain_claim', 'selection_claim', 'saliency_claim', 'cosine_claim', 'cost_claim']
 
 # %% ../nbs/05_ule.ipynb #2e11a984
 OUTPUTS = ('logit', 'sum', 'loss')     # the differentiated output: true-class logit, summed logits, the loss
@@ -47,6 +52,7 @@ def output_of(pred:torch.Tensor,       # logits `(N, C)`
     if output == 'sum': return pred.sum()
     return (loss_func(pred, y) if loss_func is not None else F.cross_entropy(pred.float(), y.long())) * len(y)
 
+# %% ../nbs/05_ule.ipynb #69cbbf91
 def normalize_grad(g:torch.Tensor,     # input gradients `(N, ...)`
                    norm:str='l2',      # 'none'; 'l2': unit root-mean-square per example; 'maxabs': max |g| = 1 per example
                    eps:float=1e-12):
@@ -57,6 +63,7 @@ def normalize_grad(g:torch.Tensor,     # input gradients `(N, ...)`
     s = (f.pow(2).mean(1, keepdim=True) + eps).sqrt() if norm == 'l2' else f.abs().amax(1, keepdim=True).clamp(min=eps)
     return f / s
 
+# %% ../nbs/05_ule.ipynb #21c3e684
 def ule_penalty(g_t:torch.Tensor,      # the teacher's input gradients `(N, ...)`, computed with `create_graph=True`
                 g_s:torch.Tensor,      # the student's input gradients, same shape (detached here)
                 penalty:str='mse',     # one of `PENALTIES`
@@ -93,6 +100,7 @@ def student_step_grads(student:nn.Module, x:torch.Tensor, yb:tuple, loss_func, o
         pg = list(torch.autograd.grad(loss * scale, params))
     return pred, loss, g, pg
 
+# %% ../nbs/05_ule.ipynb #f9346415
 def teacher_loss(pred:torch.Tensor, x:torch.Tensor, y:torch.Tensor, loss:torch.Tensor, g_s:torch.Tensor,
                  lam:float=1., penalty:str='mse', output:str='logit', norm:str='l2', weighting:str='add',
                  scale:float=1.):   # loss scale of the input-gradient pass (fp16: keeps small gradients from underflowing)
@@ -104,6 +112,7 @@ def teacher_loss(pred:torch.Tensor, x:torch.Tensor, y:torch.Tensor, loss:torch.T
     total = loss + lam * pen if weighting == 'add' else lam * loss + (1 - lam) * pen
     return total, pen
 
+# %% ../nbs/05_ule.ipynb #2161fe2f
 class _StudentState:
     "A state-dict hook of the teacher: 'save' adds the student's weights under `ule_student.`, 'load' takes them back."
     key = 'ule_student.'
@@ -138,101 +147,99 @@ class ULE(Callback):
         if weighting == 'convex' and lam > 1: raise ValueError(f"lam={lam} with weighting='convex': expected 0 <= lam <= 1.")
         if warmup < 0: raise ValueError(f"warmup={warmup}: expected a number of epochs >= 0.")
         store_attr('lam,penalty,output,norm,weighting,warmup')
-        self.student_src, self.student, self.sopt, self._hooked = student, None, None, None
+        self.student_src, self.student, self.sopt, self._hooked, self.dtype = student, None, None, None, None
 
     @classmethod
     def reimplementation(cls, student=None, lam:float=0.9, penalty:str='mse', **kwargs):
         "The public reimplementation's teacher loss: summed logits, max-abs normalisation, `0.9*CE + 0.1*penalty` (give the learner `opt_func=Adam`)."
         return cls(student, lam=lam, penalty=penalty, output='sum', norm='maxabs', weighting='convex', **kwargs)
 
-    def _setup(self):
-        if self.student is None:
-            s = self.student_src
-            if s is None: s = reinit(copy.deepcopy(self.learn.model))
-            elif not isinstance(s, nn.Module): s = s()
-            self.student = s
-        self.student.to(next(self.learn.model.parameters()).device)
-        if self._hooked is not self.learn.model:   # the student's weights travel in the teacher's state dict: learn.save/load, SaveModelCallback
-            self.learn.model.register_state_dict_post_hook(_StudentState(self, 'save'))
-            self.learn.model.register_load_state_dict_pre_hook(_StudentState(self, 'load'))
-            self._hooked = self.learn.model
-    def after_create(self): self._setup()
+# %% ../nbs/05_ule.ipynb #1d29a31d
+@patch
+def _setup(self:ULE):
+    "The student (made once) on the teacher's device; the state-dict hooks that carry it in the teacher's checkpoints."
+    if self.student is None:
+        s = self.student_src
+        if s is None: s = reinit(copy.deepcopy(self.learn.model))
+        elif not isinstance(s, nn.Module): s = s()
+        self.student = s
+    self.student.to(next(self.learn.model.parameters()).device)
+    if self._hooked is not self.learn.model:   # the student's weights travel in the teacher's state dict: learn.save/load, SaveModelCallback
+        self.learn.model.register_state_dict_post_hook(_StudentState(self, 'save'))
+        self.learn.model.register_load_state_dict_pre_hook(_StudentState(self, 'load'))
+        self._hooked = self.learn.model
 
-    def before_fit(self):
-        self._setup()
-        if self.sopt is None:   # the learner's optimizer function and parameter groups; hypers mirrored every batch
-            self.sopt = self.learn.opt_func(self.learn.splitter(self.student), lr=self.learn.lr)
-            if not self.learn.wd_bn_bias:
-                for p in norm_bias_params(self.student, True): self.sopt.state[p]['do_wd'] = False
-        self._amp = self.precision()
-        scaler = getattr(self.learn, 'scaler', None)
-        self._scale, self._good = (2. ** 16 if self._amp is not None and scaler is not None and scaler.is_enabled() else 1.), 0
-        self.history = []
+@patch
+def after_create(self:ULE): self._setup()
 
-    def precision(self):
-        "The learner's autocast as `(device_type, dtype)` (fastai's `MixedPrecision`, where its autocast is enabled), or None: full precision."
-        mp = [cb for cb in self.learn.cbs if isinstance(cb, MixedPrecision)]
-        ac = getattr(mp[0], 'autocast', None) if mp else None
-        return (ac.device, ac.fast_dtype) if ac is not None and ac._enabled else None
-    def autocast(self):
-        "A context manager that runs a forward pass under the learner's precision."
-        return torch.autocast(self._amp[0], dtype=self._amp[1]) if self._amp is not None else contextlib.nullcontext()
+# %% ../nbs/05_ule.ipynb #bb116aaa
+@patch
+def before_fit(self:ULE):
+    self._setup()
+    if self.sopt is None:   # the learner's optimizer function and parameter groups; hypers mirrored every batch
+        self.sopt = self.learn.opt_func(self.learn.splitter(self.student), lr=self.learn.lr)
+        if not self.learn.wd_bn_bias:
+            for p in norm_bias_params(self.student, True): self.sopt.state[p]['do_wd'] = False
+    self.dtype = learner_precision(self.learn)   # the dtype the learner's forward passes autocast to (None: float32)
+    scaler = getattr(self.learn, 'scaler', None)
+    self._scale, self._good = (2. ** 16 if self.dtype is not None and scaler is not None and scaler.is_enabled() else 1.), 0
 
-    def before_batch(self):
-        if self.training: self.learn.xb = (self.xb[0].detach().requires_grad_(True), *self.xb[1:])
+@patch
+def autocast(self:ULE):
+    "A context manager that runs a forward pass under the learner's precision (`learner_precision`), on the batch's device."
+    return autocast_ctx(self.xb[0].device, self.dtype)
 
-    def _mirror_hypers(self):
-        "The teacher's current hypers (LR schedule, momentum, weight decay) on the student's optimizer."
-        th = self.learn.opt.hypers
-        for i, h in enumerate(self.sopt.hypers):
-            src = th[min(i, len(th) - 1)]
-            for k in h:
-                if k in src: h[k] = src[k]
+# %% ../nbs/05_ule.ipynb #985bd117
+@patch
+def before_batch(self:ULE):
+    if self.training: self.learn.xb = (self.xb[0].detach().requires_grad_(True), *self.xb[1:])
 
-    def _student_step(self):
-        "One optimizer step of the student on the batch; its input gradient, detached (None if fp16 gradients overflowed)."
-        self.student.train()
-        pred, loss, g, pg = student_step_grads(self.student, self.xb[0], self.yb, self.learn.loss_func, self.output, self._scale, self.autocast())
-        if pred.shape != self.pred.shape:
-            raise ValueError(f"ULE: the student's output has shape {tuple(pred.shape)}; expected the teacher's {tuple(self.pred.shape)} (a student for the same classes).")
-        if self._scale != 1.:   # fp16: dynamic loss scale of the student's own
-            g, pg = g / self._scale, [p_ / self._scale for p_ in pg]
-            finite = torch.stack([torch.isfinite(t).all() for t in [g, *pg]]).all()   # one device-to-host read a batch, as torch's GradScaler
-            if not finite: self._scale /= 2; self._good = 0; return None
-            self._good += 1
-            if self._good % 2000 == 0: self._scale *= 2
-        self._mirror_hypers()
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        for p, g_ in zip(params, pg): p.grad = g_
-        self.sopt.step()
-        for p in params: p.grad = None
-        self.student_loss = loss.detach()
-        return g.detach()
+@patch
+def _mirror_hypers(self:ULE):
+    "The teacher's current hypers (LR schedule, momentum, weight decay) on the student's optimizer."
+    th = self.learn.opt.hypers
+    for i, h in enumerate(self.sopt.hypers):
+        src = th[min(i, len(th) - 1)]
+        for k in h:
+            if k in src: h[k] = src[k]
 
-    def after_loss(self):
-        if not self.training: return
-        g_s = self._student_step()
-        if self.epoch < self.warmup: raise CancelBatchException()   # warm-up: the teacher waits
-        if g_s is None: return
-        # the teacher's forward ran under the learner's autocast (fastai's); its input-gradient pass follows the recorded
-        # dtypes; fastai's GradScaler (fp16) then scales the total loss in `before_backward` and checks the step
-        total, pen = teacher_loss(self.pred, self.xb[0], self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm,
-                                  self.weighting, self._scale)
-        self.learn.loss_grad, self.learn.loss = total, total.detach().clone()
-        self.penalty_value = pen.detach()
+# %% ../nbs/05_ule.ipynb #64d11d35
+@patch
+def _student_step(self:ULE):
+    "One optimizer step of the student on the batch; its input gradient, detached (None if fp16 gradients overflowed)."
+    self.student.train()
+    pred, loss, g, pg = student_step_grads(self.student, self.xb[0], self.yb, self.learn.loss_func, self.output, self._scale, self.autocast())
+    if pred.shape != self.pred.shape:
+        raise ValueError(f"ULE: the student's output has shape {tuple(pred.shape)}; expected the teacher's {tuple(self.pred.shape)} (a student for the same classes).")
+    if self._scale != 1.:   # fp16: dynamic loss scale of the student's own
+        g, pg = g / self._scale, [p_ / self._scale for p_ in pg]
+        finite = torch.stack([torch.isfinite(t).all() for t in [g, *pg]]).all()   # one device-to-host read a batch, as torch's GradScaler
+        if not finite: self._scale /= 2; self._good = 0; return None
+        self._good += 1
+        if self._good % 2000 == 0: self._scale *= 2
+    self._mirror_hypers()
+    params = [p for p in self.student.parameters() if p.requires_grad]
+    for p, g_ in zip(params, pg): p.grad = g_
+    self.sopt.step()
+    for p in params: p.grad = None
+    self.student_loss = loss.detach()
+    return g.detach()
+
+# %% ../nbs/05_ule.ipynb #10ffad9e
+@patch
+def after_loss(self:ULE):
+    if not self.training: return
+    g_s = self._student_step()
+    if self.epoch < self.warmup: raise CancelBatchException()   # warm-up: the teacher waits
+    if g_s is None: return
+    # the teacher's forward ran under the learner's autocast (fastai's); its input-gradient pass follows the recorded
+    # dtypes; fastai's GradScaler (fp16) then scales the total loss in `before_backward` and checks the step
+    total, pen = teacher_loss(self.pred, self.xb[0], self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm,
+                              self.weighting, self._scale)
+    self.learn.loss_grad, self.learn.loss = total, total.detach().clone()
+    self.penalty_value = pen.detach()
 
 # %% ../nbs/05_ule.ipynb #007bed68
-def model_preds(model:nn.Module, dl):
-    "Softmax outputs, labels and attributes of `model` (in eval mode, restored after) on every batch `(x, y, a)` of `dl`, on the CPU."
-    was = model.training; model.eval()
-    ps, ys, as_ = [], [], []
-    try:
-        with torch.no_grad():
-            for x, y, a in dl:
-                ps.append(model(x).float().softmax(-1).cpu()); ys.append(y.cpu()); as_.append(a.cpu())
-    finally: model.train(was)
-    return torch.cat(ps), torch.cat(ys), torch.cat(as_)
-
 class ULEHistory(Callback):
     "After every epoch, the per-group counts of the teacher (`learn.model`) and of the `ULE` student on each DataLoader of `dls`."
     order = ULE.order + 1
@@ -242,22 +249,281 @@ class ULEHistory(Callback):
     def after_epoch(self):
         ule = [cb for cb in self.learn.cbs if isinstance(cb, ULE)]   # by type: subclasses have other names
         if not ule: raise ValueError("ULEHistory: no ULE callback on the learner; expected one (learn.add_cb(ULE(...)) or cbs=[ULE(...)]).")
-        models = [('teacher', self.learn.model), ('student', ule[0].student)]
-        for who, m in models:
+        dtype = learner_precision(self.learn)   # as the learner's own metrics: under its autocast
+        for who, m in [('teacher', self.learn.model), ('student', ule[0].student)]:
             for split, dl in self.dls.items():
-                c, t = group_correct_total(*model_preds(m, dl), self._info)
+                c, t = group_correct_total(*eval_preds(m, dl, dtype), self._info)
                 self.rows.append(dict(epoch=self.epoch + 1, model=who, split=split, correct=c, total=t))
-    def frame(self):
-        "Tidy rows: epoch, model, split, metric (each group's accuracy, the worst group and the three averages), value."
-        info, out = self._info, []
-        for r in self.rows:
-            acc = (r['correct'] / r['total'].clamp(min=1)).tolist()
-            vals = {**{g: acc[i] for i, g in enumerate(info.group_names) if r['total'][i] > 0},
-                    **{m: accuracy_from_counts(r['correct'], r['total'], k, info) for m, k in SUMMARIES.items()
-                       if k != 'train_weighted' or info.train_counts is not None}}
-            out += [dict(epoch=r['epoch'], model=r['model'], split=r['split'], metric=m, value=v) for m, v in vals.items()]
-        return pd.DataFrame(out)
+
+# %% ../nbs/05_ule.ipynb #4e6be25b
+@patch
+def frame(self:ULEHistory):
+    "Tidy rows: epoch, model, split, metric (each group's accuracy, the worst group and the three averages), value."
+    info, out = self._info, []
+    for r in self.rows:
+        acc = (r['correct'] / r['total'].clamp(min=1)).tolist()
+        vals = {**{g: acc[i] for i, g in enumerate(info.group_names) if r['total'][i] > 0},
+                **{s.label: accuracy_from_counts(r['correct'], r['total'], s.kind, info) for s in SUMMARIES
+                   if s.kind != 'train_weighted' or info.train_counts is not None}}
+        out += [dict(epoch=r['epoch'], model=r['model'], split=r['split'], metric=m, value=v) for m, v in vals.items()]
+    return pd.DataFrame(out)
 
 # %% ../nbs/05_ule.ipynb #d08d5866
 # names this module held in 0.0.1 that moved (`spurnotes.moved.MOVED`): they resolve, with a warning, for one release
 def __getattr__(name): from spurnotes.moved import moved_getattr; return moved_getattr('ule', name)
+
+# %% ../nbs/05_ule.ipynb #27b91090
+METHODS = {'student': 'student (ERM)', 'teacher': 'teacher (ULE)'}   # model -> the method label of its results rows
+SELECTIONS = {'last epoch': None,   # model selection label -> the validation metric whose best epoch it picks (None: the last)
+              'validation average (no group labels)': 'average (plain)',
+              'validation worst group (group labels)': 'worst group'}
+SELECTION_TAGS = {'last epoch': '', 'validation average (no group labels)': ' [val-average epoch]',   # the suffix of the
+                  'validation worst group (group labels)': ' [val-worst-group epoch]'}                # method label in ule.csv
+
+def config_name(cfg:dict):   # `ULE` arguments (penalty, output, norm, lam, warmup), or {'preset': 'reimplementation', ...}
+    "The label of a teacher configuration in results rows, e.g. 'cos2, loss, l2, λ=1, warm-up 1'."
+    if cfg.get('preset'): return 'reimplementation (Adam)'
+    return f"{cfg['penalty']}, {cfg['output']}, {cfg['norm']}, λ={cfg['lam']:g}, warm-up {cfg['warmup']}"
+
+def ule_callback(cfg:dict,         # `ULE` arguments, or {'preset': 'reimplementation', ...}: `ULE.reimplementation`'s
+                 student=None):    # the student (e.g. a copy of a pre-trained teacher); None: `ULE`'s default
+    "The `ULE` callback of a configuration."
+    kw = {k: v for k, v in cfg.items() if k != 'preset'}
+    if cfg.get('preset', 'reimplementation') != 'reimplementation': raise ValueError(f"preset={cfg['preset']!r}: expected 'reimplementation' (or no preset).")
+    if student is not None: kw['student'] = student
+    return ULE.reimplementation(**kw) if cfg.get('preset') == 'reimplementation' else ULE(**kw)
+
+# %% ../nbs/05_ule.ipynb #3c9603bb
+def ule_learner(data,                     # a `SpuriousData` (`spurnotes.datasets.load_dataset`): one dataset draw
+                seed:int,                 # seed of the initialisation and of the batch order
+                cfg:dict,                 # the teacher's configuration (`ule_callback`)
+                arch:str='masktune_cnn',  # `make_backbone` name of both models
+                pretrained:bool=False,    # torchvision's ImageNet weights for the teacher; the student starts from them too
+                lr:float=0.01,            # constant LR of both models
+                bs:int=128,               # batch size
+                opt:str='sgd',            # 'sgd' (momentum 0.9, weight decay `wd`) or 'adam' (beta1 0.9, no weight decay)
+                wd:float=1e-4,            # SGD's weight decay
+                wd_style:str='torch',     # `erm_learner`'s: 'torch' (L2 in every gradient) or 'fastai' (decoupled)
+                precision:str='fp32',     # `set_precision`: 'fp32', 'bf16' or 'fp16' (both models follow it)
+                path=None):               # the learner's folder (a fit saves nothing); None: the current one
+    "A seeded learner whose model is the teacher, with the `ULE` callback of `cfg` (it holds the student), in `precision`."
+    if opt not in ('sgd', 'adam'): raise ValueError(f"opt={opt!r}: expected 'sgd' or 'adam'.")
+    set_seed(seed, reproducible=True)
+    model = make_backbone(arch, 3, data.info.n_classes, pretrained=pretrained)   # contiguous: on CPUs channels_last slows the double backward (benchmarks/ule_cost.py)
+    cb = ule_callback(cfg, student=copy.deepcopy(model) if pretrained else None)
+    okw = dict(opt_func=Adam, mom=0.9, wd=0.) if opt == 'adam' else dict(wd=wd, wd_style=wd_style)
+    learn = erm_learner(data.dls(bs=bs, seed=seed), model, data.info, lr=lr, path=path, cbs=[cb], **okw)
+    return set_precision(learn, precision)
+
+# %% ../nbs/05_ule.ipynb #a650bdb9
+def ule_run(data,            # a `SpuriousData`: one dataset draw
+            seed:int,        # seed of the initialisation and of the batch order
+            cfg:dict,        # the teacher's configuration (`ule_callback`)
+            epochs:int=3,    # epochs of both models
+            **kwargs):       # the learner's settings, passed to `ule_learner` (arch, lr, bs, opt, precision, ...)
+    "Teacher and student trained together on one dataset draw: copies of both models, the per-epoch history (`ULEHistory.frame`), their training accuracy, the seconds."
+    t0 = time.time()
+    learn = ule_learner(data, seed, cfg, **kwargs)
+    hist = ULEHistory({s: data.dl(s) for s in ['valid'] + data.test_splits})
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs, cbs=[hist])
+    models = {'teacher': copy.deepcopy(learn.model), 'student': copy.deepcopy(learn.ule.student)}
+    dtype = learner_precision(learn)
+    train_acc = {m: plain_accuracy(*eval_preds(mod, data.dl('train'), dtype), data.info) for m, mod in models.items()}
+    return dict(data=data, **models, hist=hist.frame(), train_acc=train_acc, seconds=time.time() - t0)
+
+# %% ../nbs/05_ule.ipynb #b99f92ab
+def selected_epoch(hist:pd.DataFrame,   # `ULEHistory.frame()` rows
+                   model:str,           # 'student' or 'teacher'
+                   criterion=None):     # a validation metric (a value of `SELECTIONS`); None: the last epoch
+    "The epoch a selection rule picks for one model: the last, or the best by a validation metric (the first of ties)."
+    h = hist[(hist.model == model) & (hist.split == 'valid')]
+    if criterion is None: return int(h.epoch.max())
+    h = h[h.metric == criterion].sort_values('epoch')
+    return int(h.epoch.iloc[h.value.values.argmax()])
+
+# %% ../nbs/05_ule.ipynb #a0fd6e36
+def history_rows(run:dict,                       # from `ule_run`
+                 seed:int,                       # the run's seed (a column)
+                 config:str,                     # the configuration's label (`config_name`; a column)
+                 models=('student', 'teacher'),  # whose rows
+                 notebook:str='05_ule'):         # the notebook column
+    "Tidy test rows of `models` under each selection rule (`SELECTIONS`: the summary accuracies), and each model's training accuracy at the last epoch."
+    hist, data, out = run['hist'], run['data'], []
+    base = dict(notebook=notebook, dataset=data.name)
+    for model in models:
+        for sel, crit in SELECTIONS.items():
+            e = selected_epoch(hist, model, crit)
+            h = hist[(hist.model == model) & (hist.epoch == e) & hist.split.isin(data.test_splits) & hist.metric.isin(SUMMARY_LABELS)]
+            out += [dict(base, method=METHODS[model], split=r.split, metric=r.metric, value=r.value,
+                         seed=seed, selection=sel, epoch=e, config=config) for r in h.itertuples()]
+        out.append(dict(base, method=METHODS[model], split='train', metric='training accuracy (last epoch)',
+                        value=run['train_acc'][model], seed=seed, selection='last epoch', epoch=int(hist.epoch.max()), config=config))
+    return out
+
+# %% ../nbs/05_ule.ipynb #6dc60f7a
+def spurious_view(data,              # a `SpuriousData` with a fixed `spurious_region` or per-image foreground masks (`fg_mask`)
+                  n:int|None=None):  # at most this many images; None: all
+    "The first test split's images that show the shortcut (on Biased digits, those with the square) and the spurious region of each; `(None, None)` where there is no region to measure (a real benchmark)."
+    ds = data[data.test_splits[0]]
+    if data.spurious_region is None and getattr(ds, 'fg_mask', None) is None: return None, None
+    if data.spurious_region is not None: ds = ds.subset(torch.nonzero(ds.a == 1).flatten())
+    if n is not None: ds = ds.subset(torch.arange(min(n, len(ds))))
+    region = data.spurious_region.expand(len(ds), -1, -1) if data.spurious_region is not None else ~ds.fg_mask
+    return ds, region
+
+def saliency_maps(model:nn.Module,   # a classifier (XGradCAM explains its `cam_layer`)
+                  ds):               # a `GroupDataset` whose images fit in one batch
+    "Both saliency maps `(N, H, W)` of `model` on `ds`, on the CPU: the input gradient (`input_grad_heat`) and XGradCAM."
+    x = ds.x.to(next(model.parameters()).device)
+    return {'input gradient': input_grad_heat(model, x).cpu(), 'XGradCAM': saliency_heat(model, cam_layer(model), x).cpu()}
+
+# %% ../nbs/05_ule.ipynb #04e1095d
+def saliency_rows(run:dict,                 # from `ule_run`
+                  seed:int,                 # the run's seed (a column)
+                  config:str,               # the configuration's label (a column)
+                  notebook:str='05_ule'):   # the notebook column
+    "Rows of each model's saliency share on the spurious region (`spurious_view`) and of the teacher-student input-gradient cosine; none without a region."
+    data = run['data']; ds, region = spurious_view(data); out = []
+    if ds is None: return out
+    base = dict(notebook=notebook, dataset=data.name, split=data.test_splits[0], seed=seed, selection='last epoch', config=config)
+    for model in ['student', 'teacher']:
+        for kind, heat in saliency_maps(run[model], ds).items():
+            out.append(dict(base, method=METHODS[model], metric=f'saliency share on spurious region ({kind})', value=saliency_share(heat, region).mean().item()))
+    cos = grad_cosine(run['teacher'], run['student'], ds.x, ds.y).mean().item()
+    out.append(dict(base, method=METHODS['teacher'], metric='input-gradient cosine to the student', value=cos))
+    return out
+
+def erm_pair_cosine(run0:dict,    # a `ule_run`: its student is an ERM model
+                    run1:dict):   # another (another seed)
+    "Mean input-gradient cosine of the two runs' students on `run0`'s images that show the shortcut (NaN without them): the scale for `saliency_rows`' cosine."
+    ds, _ = spurious_view(run0['data'])
+    return grad_cosine(run0['student'], run1['student'], ds.x, ds.y).mean().item() if ds is not None else float('nan')
+
+# %% ../nbs/05_ule.ipynb #1d2a7cc4
+SWEEP_OPTIONS = ('no warm-up', 'reimplementation')   # `sweep_configs` options besides a penalty of `PENALTIES`
+
+def sweep_configs(main:dict,      # the main configuration (`ULE` arguments)
+                  lams=(),        # penalty weights, one row each
+                  options=()):    # one row each: a penalty of `PENALTIES`, or one of `SWEEP_OPTIONS`
+    "Label -> configuration of each row of the λ sweep and the penalty comparison: `main` with one thing changed."
+    v = {f'λ={l:g}': {**main, 'lam': l} for l in lams}
+    for o in options:
+        if o in PENALTIES: v[f'penalty {o}'] = {**main, 'penalty': o}
+        elif o == 'no warm-up': v['no warm-up'] = {**main, 'warmup': 0}
+        elif o == 'reimplementation': v['reimplementation (Adam)'] = dict(preset='reimplementation', warmup=0)
+        else: raise ValueError(f"options: {o!r}; expected a penalty in {PENALTIES}, 'no warm-up' or 'reimplementation'.")
+    return v
+
+def sweep_rows(data,                   # a `SpuriousData`: one dataset draw
+               seed:int,               # seed of the initialisation and of the batch order
+               cfg:dict,               # one configuration of `sweep_configs`
+               reimpl_lr:float=1e-3,   # Adam's LR of both models for the reimplementation preset
+               **kwargs):              # `ule_run`'s (epochs) and the learner's settings
+    "Tidy rows of one sweep configuration: its teacher's, or both models' for the reimplementation preset (Adam at `reimpl_lr`)."
+    adam = cfg.get('preset') == 'reimplementation'
+    if adam: kwargs = {**kwargs, 'opt': 'adam', 'lr': reimpl_lr}
+    run = ule_run(data, seed, cfg, **kwargs)
+    return history_rows(run, seed, config_name(cfg), models=('student', 'teacher') if adam else ('teacher',))
+
+# %% ../nbs/05_ule.ipynb #869245f6
+def tagged_results(df:pd.DataFrame,    # tidy rows with the `config` and `selection` columns
+                   main_config:str):   # the main configuration's label (`config_name`)
+    "`df` with each method label naming its configuration (but the main one) and its model selection (but the last epoch), as `ule.csv` has them: merged tables never average them together."
+    return df.assign(method=[m + ('' if c == main_config else f' [{c}]') + SELECTION_TAGS[s] for m, c, s in zip(df.method, df.config, df.selection)])
+
+# %% ../nbs/05_ule.ipynb #2419d52c
+def per_seed(acc:pd.DataFrame,    # tidy accuracy rows of several seeds (`history_rows`)
+             config:str,          # the configuration's label (`config_name`)
+             dataset:str,         # dataset name
+             split:str,           # test split
+             method:str,          # method label (`METHODS`' values)
+             metric:str='worst group',          # a summary label
+             selection:str='last epoch'):       # a key of `SELECTIONS`
+    "Per-seed values (ordered by seed) of one metric of one method on one test split."
+    q = acc[(acc.dataset == dataset) & (acc.split == split) & (acc.metric == metric) & (acc.method == method) &
+            (acc.selection == selection) & (acc.config == config)]
+    return q.sort_values('seed').value.values
+
+def worst_group_gain(acc:pd.DataFrame,              # tidy accuracy rows of several seeds
+                     config:str,                    # the configuration's label
+                     dataset:str,                   # dataset name
+                     split:str,                     # test split
+                     selection:str='last epoch'):   # a key of `SELECTIONS`
+    "`(student, teacher, gain)`: per-seed worst group of the student and of the teacher, and the teacher's gain over its student."
+    s_, t_ = (per_seed(acc, config, dataset, split, METHODS[m], 'worst group', selection) for m in ['student', 'teacher'])
+    return s_, t_, t_ - s_
+
+# %% ../nbs/05_ule.ipynb #ba6bd5f2
+def gain_table(acc:pd.DataFrame,             # tidy accuracy rows of several seeds
+               config:str,                   # the configuration's label
+               test_sets,                    # `(dataset, split)` pairs, in the table's order
+               selection:str='last epoch'):  # a key of `SELECTIONS`
+    "Worst group of student and teacher on every test set: means over the seeds, and the teacher's gain per seed (points)."
+    out = []
+    for name, split in test_sets:
+        s_, t_, d = worst_group_gain(acc, config, name, split, selection)
+        out.append({'test set': f"{name.replace('_', ' ')}: {split.replace('_', ' ')}", 'student (ERM)': round(s_.mean(), 3), 'teacher (ULE)': round(t_.mean(), 3),
+                    'gain (points)': round(100 * d.mean(), 1), 'gain per seed (points)': ', '.join(f"{v:+.1f}" for v in 100 * d)})
+    return pd.DataFrame(out).set_index('test set')
+
+# %% ../nbs/05_ule.ipynb #60a74a61
+PAPER_GAINS = '+29.0 Waterbirds, +44.2 CelebA, +29.4 Spawrious, +43.2 UrbanCars (worst group over ERM)'   # the paper's abstract
+RULE_GAIN = 'reproduced: gain ≥ 15 points and > 2 SEM of the per-seed gains; partly: gain > 0'
+
+def strong_gain(d):   # per-seed gains
+    "A gain that counts as reproduced: at least 15 points and (with 2+ seeds) above 2 SEM of the per-seed gains."
+    return d.mean() >= 0.15 and (len(d) < 2 or d.mean() > 2 * sem(d))
+
+def gain_claim(acc:pd.DataFrame,   # tidy accuracy rows of several seeds
+               config:str,         # the configuration's label
+               dataset:str,        # dataset name
+               split:str):         # test split
+    "The claims row: the teacher's worst group beats ERM's (its student, the same budget) on one test set, last epoch."
+    s_, t_, d = worst_group_gain(acc, config, dataset, split)
+    here = f"{s_.mean():.3f} → {t_.mean():.3f} ({100 * d.mean():+.1f}" + (f" ± {100 * sem(d):.1f} points, SEM)" if len(d) > 1 else " points)")
+    return dict(claim=f"{dataset.replace('_', ' ')}, {split.replace('_', ' ')}: the teacher's worst group beats ERM's (its student, the same budget), last epoch",
+                paper=PAPER_GAINS, here=here, verdict='reproduced' if strong_gain(d) else 'partly' if d.mean() > 0 else 'not reproduced here', rule=RULE_GAIN)
+
+# %% ../nbs/05_ule.ipynb #02271e7d
+def selection_claim(acc:pd.DataFrame,   # tidy accuracy rows of several seeds
+                    config:str,         # the configuration's label
+                    test_sets,          # `(dataset, split)` pairs
+                    selection:str):     # a validation rule: a key of `SELECTIONS` but the first
+    "The claims row: the teacher's worst group beats its student's on every test set with each model's epoch chosen by `selection`."
+    ds_ = {(n, s): worst_group_gain(acc, config, n, s, selection)[2] for n, s in test_sets}
+    verdict = 'reproduced' if all(strong_gain(d) for d in ds_.values()) else 'partly' if any(d.mean() > 0 for d in ds_.values()) else 'not reproduced here'
+    short = {'validation average (no group labels)': 'val. average', 'validation worst group (group labels)': 'val. worst group'}[selection]
+    return dict(claim=f"The same with each model's epoch chosen by {short}, on every test set", paper='',
+                here='; '.join(f"{n.replace('_', ' ')} {s.replace('_', ' ')} {100 * d.mean():+.1f}" for (n, s), d in ds_.items()) + ' points',
+                verdict=verdict, rule='reproduced: every gain ≥ 15 points and > 2 SEM; partly: some gain > 0')
+
+# %% ../nbs/05_ule.ipynb #ef4f4578
+def saliency_claim(sal:pd.DataFrame,   # `saliency_rows` of several seeds
+                   dataset:str):       # dataset name
+    "The claims row: less of the teacher's input-gradient saliency falls on the spurious region than the student's (None without those rows)."
+    k = 'saliency share on spurious region (input gradient)'
+    q = {m: sal[(sal.dataset == dataset) & (sal.method == METHODS[m]) & (sal.metric == k)].value.mean() if len(sal) else float('nan') for m in METHODS}
+    if np.isnan(q['teacher']): return None
+    return dict(claim=f"{dataset.replace('_', ' ')}: less of the teacher's input-gradient saliency is on the spurious region than the student's",
+                paper='', here=f"{q['student']:.3f} → {q['teacher']:.3f}",
+                verdict='reproduced' if q['teacher'] <= 0.9 * q['student'] else 'partly' if q['teacher'] < q['student'] else 'not reproduced here',
+                rule="reproduced: the teacher's share ≤ 0.9 × the student's; partly: lower but above that")
+
+def cosine_claim(sal:pd.DataFrame,   # `saliency_rows` of several seeds
+                 dataset:str,        # dataset name
+                 erm_cos:float):     # the cosine of two ERM models (`erm_pair_cosine`)
+    "The claims row: the penalty works, teacher and student input gradients are less alike than two ERM models'."
+    t_ = sal[(sal.dataset == dataset) & (sal.metric == 'input-gradient cosine to the student')].value.mean()
+    return dict(claim=f"{dataset.replace('_', ' ')}: the penalty works: teacher and student input gradients are less alike than two ERM models'",
+                paper='', here=f"cosine {t_:.3f} (teacher, student) vs {erm_cos:.3f} (two ERM models)",
+                verdict='reproduced' if t_ < erm_cos else 'not reproduced here',
+                rule='reproduced: the teacher-student cosine is below the ERM-ERM cosine')
+
+# %% ../nbs/05_ule.ipynb #d2c8f0fd
+def cost_claim(cost:pd.DataFrame,   # `benchmarks/ule_cost.py`'s rows: step, time_ratio (to an ERM step)
+               output:str):         # the main configuration's differentiated output
+    "The claims row: a ULE step costs about three to four ERM steps."
+    r = cost.set_index('step').time_ratio; x = r['ule_' + output]
+    return dict(claim="A ULE step (two models, a double backward) costs about three to four ERM steps", paper='',
+                here=f"{x:.2f}x ({output} output), naive step {r['naive']:.2f}x", verdict='reproduced' if x <= 4 else 'partly' if x <= 5 else 'not reproduced here',
+                rule="reproduced: ≤ 4x an ERM step; partly: ≤ 5x (one CPU thread)")

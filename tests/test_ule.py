@@ -1,17 +1,20 @@
 "ULE: the penalty's second-order gradient against finite differences, its edge cases, the callback's plumbing, and the cost benchmark."
-import copy, importlib.util, itertools, subprocess, sys, tempfile, warnings
+import copy, dataclasses, importlib.util, itertools, subprocess, sys, tempfile, warnings
 from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import pandas as pd
 from spurnotes.groups import GroupInfo, GroupDataset
 from spurnotes.models import SmallCNN
 from spurnotes.learner import erm_learner
 from spurnotes.loaders import group_dls
 from fastai.torch_core import set_seed
 from fastai.callback.core import Callback
-from spurnotes.ule import ULE, ULEHistory, NORMS, OUTPUTS, PENALTIES, output_of, teacher_loss, ule_penalty, reinit
+from spurnotes.learner import learner_precision
+from spurnotes.ule import (ULE, ULEHistory, NORMS, OUTPUTS, PENALTIES, output_of, teacher_loss, ule_penalty, reinit, METHODS, SELECTIONS,
+                           config_name, ule_learner, ule_run, history_rows, saliency_rows, spurious_view, erm_pair_cosine, sweep_rows)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +154,7 @@ class _Dtypes(Callback):
     def after_fit(self):
         for h in self.hooks: h.remove()
 
-def _fit_precision(prec, output='loss'):
+def _fit_precision(prec, output='loss', cbs=()):
     ule, watch = ULE(output=output, penalty='cos2'), _Dtypes()
     l = _learner(_biased(128, 0), 0, [ule])
     if prec == 'bf16-cpu': l.add_cb(CPUMixedPrecision(amp_mode='bf16'))
@@ -163,13 +166,13 @@ def _fit_precision(prec, output='loss'):
         def after_loss(self): losses.append(self.learn.loss.detach().float())
     with warnings.catch_warnings(), l.no_bar(), l.no_logging():
         warnings.simplefilter('ignore')    # fastai's to_bf16 on a CPU: "CUDA is not available, disabling autocast"
-        l.fit(1, cbs=[watch, _Loss()])
+        l.fit(1, cbs=[watch, _Loss(), *cbs])
     return l, ule, watch.seen, torch.stack(losses)
 
 @pytest.mark.parametrize('output', ['loss', 'logit'])
 def test_student_and_teacher_under_the_learners_bf16_autocast(output):
     l, ule, seen, losses = _fit_precision('bf16-cpu', output)
-    assert ule._amp == ('cpu', torch.bfloat16) and ule._scale == 1.   # read in before_fit (fastai clears its autocast after the fit)
+    assert ule.dtype == torch.bfloat16 and ule._scale == 1.   # read in before_fit (fastai clears its autocast after the fit)
     assert len(seen['student']) == 4 and set(seen['student']) == {torch.bfloat16}   # every training batch, in bf16
     assert set(seen['teacher']) == {torch.bfloat16}
     assert torch.isfinite(losses).all() and torch.isfinite(ule.penalty_value) and torch.isfinite(ule.student_loss)
@@ -180,7 +183,7 @@ def test_full_precision_and_fastai_bf16_on_a_cpu_stay_float32():
     for prec in ['fp32', 'fastai-bf16']:
         l, ule, seen, losses = _fit_precision(prec)
         assert set(seen['student']) == set(seen['teacher']) == {torch.float32}, (prec, seen)
-        assert ule._amp is None or torch.cuda.is_available()
+        assert ule.dtype is None or torch.cuda.is_available()
         assert torch.isfinite(losses).all()
 
 def test_fp16_uses_a_loss_scale_and_trains():
@@ -189,11 +192,101 @@ def test_fp16_uses_a_loss_scale_and_trains():
     assert ule._scale > 1 and torch.isfinite(losses).all()
     assert all(torch.isfinite(p).all() for p in [*l.model.parameters(), *ule.student.parameters()])
 
-def test_teacher_loss_scale_does_not_change_the_penalty():
+@pytest.mark.parametrize('prec', ['fp32', 'fastai-bf16', 'bf16-cpu', 'fp16-cpu'])
+def test_ule_reads_the_learners_precision(prec):
+    "One reader of the precision: during a fit the callback's dtype is `learner_precision`'s, and the student's forward passes run in it."
+    read = []
+    class _Read(Callback):
+        order = ULE.order + 1
+        def after_loss(self):
+            if self.training: read.append(learner_precision(self.learn))
+    l, ule, seen, losses = _fit_precision(prec, cbs=[_Read()])
+    want = {'fp32': None, 'fastai-bf16': torch.bfloat16 if torch.cuda.is_available() else None,
+            'bf16-cpu': torch.bfloat16, 'fp16-cpu': torch.float16}[prec]
+    assert set(read) == {want} and ule.dtype == want, (prec, set(read), ule.dtype)
+    assert set(seen['student']) == {want or torch.float32}
+
+def _unscaled_penalty(net, x, y, g_s, output, norm):
+    "The MSE penalty of the teacher's input gradient computed without any scale: autograd on the unscaled output, then `ule_penalty`."
+    xx = x.clone().requires_grad_(); p = net(xx)
+    out = F.cross_entropy(p, y) * len(y) if output == 'loss' else output_of(p, y, output)
+    g_t, = torch.autograd.grad(out, xx, create_graph=True)
+    return ule_penalty(g_t, g_s, 'mse', norm)
+
+@pytest.mark.parametrize('output', OUTPUTS)
+@pytest.mark.parametrize('norm', NORMS)
+def test_teacher_loss_divides_out_its_scale(norm, output):
+    "fp16's loss scale multiplies the teacher's input-gradient pass; `teacher_loss` must divide it out: its penalty and the total loss's parameter gradients at scale 1024 are those of an unscaled pass, computed independently. With norm='none' nothing else cancels the scale."
     g = torch.Generator().manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
-    x, y, g_s = torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g), torch.randn(6, 4, generator=g)
-    def pen(scale):
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x, y, g_s = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    ref = _unscaled_penalty(net, x, y, g_s, output, norm)
+    ref_grads = torch.autograd.grad(ref, list(net.parameters()), allow_unused=True)
+    for scale in [1., 1024.]:
         xx = x.clone().requires_grad_(); p = net(xx)
-        return teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, penalty='mse', output='logit', norm='l2', scale=scale)[1]
-    assert torch.allclose(pen(1.), pen(1024.), atol=1e-5)
+        total, pen = teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, lam=1., penalty='mse', output=output, norm=norm, scale=scale)
+        torch.testing.assert_close(pen, ref, rtol=1e-9, atol=1e-12, msg=lambda m: f"scale={scale}: {m}")
+        grads = torch.autograd.grad(pen, list(net.parameters()), allow_unused=True)
+        for a, b in zip(grads, ref_grads):
+            if b is not None: torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+# --- the experiment functions at tiny sizes ------------------------------------------------------------------------
+MAIN = dict(penalty='cos2', output='loss', norm='l2', lam=1., warmup=1)
+TINY = dict(epochs=2, arch='small_cnn', bs=32)
+
+@pytest.fixture(scope='module')
+def tiny_data():
+    "Biased digits from scikit-learn's digits, 96 images per split."
+    from spurnotes.datasets import load_dataset
+    torch.set_num_threads(1)
+    data = load_dataset('biased_digits', seed=0, size=28, source='sklearn')
+    return dataclasses.replace(data, splits={k: v.subset(torch.arange(min(len(v), 96))) for k, v in data.splits.items()})
+
+@pytest.fixture(scope='module')
+def tiny_run(tiny_data): return ule_run(tiny_data, 0, MAIN, **TINY)
+
+def _accuracies(model, ds):
+    "Plain accuracy, group accuracies (groups present) of `model` on `ds`, by a plain forward pass."
+    model.eval()
+    with torch.no_grad(): right = model(ds.x).argmax(1) == ds.y
+    g = ds.y * 2 + ds.a
+    return right.float().mean().item(), [right[g == k].float().mean().item() for k in range(4) if (g == k).any()]
+
+def test_history_rows_are_the_models_accuracies(tiny_data, tiny_run):
+    rows = pd.DataFrame(history_rows(tiny_run, 0, config_name(MAIN)))
+    assert len(rows) == 2 * len(SELECTIONS) * len(tiny_data.test_splits) * 4 + 2   # models x selections x test splits x summaries, + training rows
+    last = rows[rows.selection == 'last epoch']
+    assert (last.epoch == 2).all() and set(rows.config) == {'cos2, loss, l2, λ=1, warm-up 1'}
+    for model in ['student', 'teacher']:
+        for split in tiny_data.test_splits:
+            plain, groups = _accuracies(copy.deepcopy(tiny_run[model]), tiny_data[split])
+            r = last[(last.method == METHODS[model]) & (last.split == split)].set_index('metric').value
+            assert r['average (plain)'] == pytest.approx(plain) and r['worst group'] == pytest.approx(min(groups))
+            assert r['average (group mean)'] == pytest.approx(sum(groups) / len(groups))
+        train = rows[(rows.method == METHODS[model]) & (rows.split == 'train')].value.item()
+        assert train == pytest.approx(_accuracies(copy.deepcopy(tiny_run[model]), tiny_data.train)[0])
+        h = tiny_run['hist']
+        for sel, crit in list(SELECTIONS.items())[1:]:   # the validation rules pick an epoch whose validation metric is the best
+            e = rows[(rows.method == METHODS[model]) & (rows.selection == sel)].epoch.unique().item()
+            v = h[(h.model == model) & (h.split == 'valid') & (h.metric == crit)].set_index('epoch').value
+            assert v[e] == v.max()
+
+def test_saliency_rows_measure_the_square(tiny_data, tiny_run):
+    ds, region = spurious_view(tiny_data)
+    assert len(ds) > 0 and (ds.a == 1).all() and region.shape == (len(ds), 28, 28) and region[0].sum() > 0
+    rows = saliency_rows(tiny_run, 0, 'x')
+    assert [r['metric'] for r in rows] == ['saliency share on spurious region (input gradient)', 'saliency share on spurious region (XGradCAM)'] * 2 + ['input-gradient cosine to the student']
+    assert all(0 <= r['value'] <= 1 for r in rows[:4]) and -1 <= rows[4]['value'] <= 1
+    assert erm_pair_cosine(tiny_run, tiny_run) == pytest.approx(1., abs=1e-5)   # a student with itself
+
+def test_sweep_rows_rerun_the_configuration_exactly(tiny_data, tiny_run):
+    "A sweep row with the main configuration and seed is the main run again, bit for bit; the reimplementation preset trains both models with Adam."
+    teacher = [r for r in history_rows(tiny_run, 0, config_name(MAIN)) if r['method'] == METHODS['teacher']]
+    assert sweep_rows(tiny_data, 0, MAIN, **TINY) == teacher
+    preset = dict(preset='reimplementation', warmup=0)
+    rows = sweep_rows(tiny_data, 0, preset, epochs=1, arch='small_cnn', bs=32)
+    assert {r['method'] for r in rows} == set(METHODS.values()) and {r['config'] for r in rows} == {'reimplementation (Adam)'}
+    from fastai.optimizer import Adam
+    learn = ule_learner(tiny_data, 0, preset, arch='small_cnn', opt='adam')
+    assert learn.opt_func.func is Adam and learn.ule.weighting == 'convex'
+    with pytest.raises(ValueError, match="opt='rmsprop': expected 'sgd' or 'adam'"): ule_learner(tiny_data, 0, MAIN, opt='rmsprop')
