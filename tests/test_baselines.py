@@ -118,3 +118,130 @@ def test_throughput_script_bf16_on_cpu():
     with learn.no_bar(), learn.no_logging(): learn.fit(1)
     h.remove()
     assert dtypes and all(d == torch.bfloat16 for d in dtypes), dtypes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# error_set runs through learner.eval_preds
+# ---------------------------------------------------------------------------------------------------------------
+def test_error_set_in_eval_mode_and_mode_restored():
+    "A model with BatchNorm in training mode: the error set is that of its eval-mode outputs, and it stays in training mode."
+    set_seed(0, reproducible=True)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad(): model[1].running_mean.fill_(0.3); model[1].running_var.fill_(2.)
+    ds = toy(40, 3)
+    model.train()
+    errors = error_set(model, ds, bs=16, device='cpu')
+    assert model.training
+    model.eval()
+    with torch.no_grad(): ref = model(ds.x).argmax(1) != ds.y
+    assert errors.dtype == torch.bool and torch.equal(errors, ref)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The benchmark runner at tiny sizes
+# ---------------------------------------------------------------------------------------------------------------
+from spurnotes.baselines import (BenchSetup, BENCH_METHODS, FROM_ERM, BENCH_SEL_LAST, BENCH_SEL_WG, BENCH_SEL_HALF, method_rows, run_benchmark,
+                                 prediction_rows, method_table, erm_gain_verdict, per_seed_values, benchmark_claims, recipe_hours, RECIPE,
+                                 wall_ratio, recipe_table)
+from spurnotes.metrics import SUMMARY_LABELS, worst_group_accuracy, plain_accuracy
+from spurnotes.learner import load_checkpoint, eval_preds
+from spurnotes.report import RESULT_COLUMNS, headline_table
+import pandas as pd
+
+TINY = dict(source='sklearn', n_train=None, arch='small_cnn', bs=64)
+SETTINGS = {'JTT': dict(T=1, lam_up=3), 'input mixing': dict(epochs=1), 'MaskTune': dict(epochs=1), 'ULE': dict(warmup=1),
+            'DISPEL': dict(s_grid=[1.0, 0.8], alpha_grid=[1.0], C_grid=[1.0], n_fits=2, pool_size=100),
+            'DFR': dict(C_grid=[1.0], n_fits=2, pool_size=100)}
+
+def tiny_data(setup, seed=0):
+    "The sklearn testbed cut to 256 training and 128 validation and test images."
+    data = setup.data(seed)
+    for k in list(data.splits): data.splits[k] = data.splits[k].subset(torch.arange(min(len(data.splits[k]), 256 if k == 'train' else 128)))
+    return data
+
+def test_method_rows_every_method():
+    "One seed of each method: the rows' splits, selections and counts; ERM trained once and shared; wall time last."
+    setup = BenchSetup(epochs=1, **TINY)
+    data, erms, extras = tiny_data(setup), {}, {}
+    n_groups = data.info.n_groups
+    for method in BENCH_METHODS:
+        rows, extras[method] = method_rows(method, data, 0, setup, erms, SETTINGS)
+        assert rows[-1]['metric'] == 'wall time (s)' and rows[-1]['value'] > 0 and rows[-1]['split'] == 'train'
+        acc = pd.DataFrame(rows[:-1])
+        sels = {BENCH_SEL_HALF} if method in ('DISPEL', 'DFR') else {BENCH_SEL_LAST} if method == 'MaskTune' else {BENCH_SEL_LAST, BENCH_SEL_WG}
+        splits = {'test'} if method in ('DISPEL', 'DFR') else {'valid', 'test'}
+        assert set(acc.selection) == sels and set(acc.split) == splits, method
+        assert len(acc) == len(sels) * len(splits) * (n_groups + len(SUMMARY_LABELS)), method
+        assert acc.value.between(0, 1).all() and set(acc.method) == {method} and set(acc.seed) == {0}
+        if method in FROM_ERM: assert rows[-1]['value'] >= erms[0][2]   # ERM's pre-training counted
+    assert list(erms) == [0]
+    assert {m: sorted(e) for m, e in extras.items() if e} == {'GroupDRO': ['q'], 'JTT': ['errors', 'identification', 'indices', 'learner'],
+                                                           'DISPEL': ['fit'], 'DFR': ['fit'], 'ULE': ['student']}
+    assert len(extras['GroupDRO']['q']) == 1 and torch.equal(extras['JTT']['indices'].bincount(minlength=len(data.train)).gt(1), extras['JTT']['errors'])
+
+def test_method_rows_match_an_independent_evaluation():
+    "ERM's 'last epoch' rows equal the metrics of the model at its 'last' checkpoint evaluated through eval_preds; 'best' is no worse on valid."
+    setup = BenchSetup(epochs=3, **TINY)
+    data, erms = tiny_data(setup), {}
+    rows = pd.DataFrame(method_rows('ERM', data, 0, setup, erms)[0][:-1])
+    learn = erms[0][0]
+    load_checkpoint(learn, 'last', with_opt=False)
+    probs, y, a = eval_preds(learn.model, data.dl('valid', device='cpu'))
+    got = rows[(rows.split == 'valid') & (rows.selection == BENCH_SEL_LAST)].set_index('metric').value
+    assert abs(got['worst group'] - float(worst_group_accuracy(probs, y, a, data.info))) < 1e-6
+    assert abs(got['average (plain)'] - float(plain_accuracy(probs, y, a, data.info))) < 1e-6
+    wg = rows[(rows.split == 'valid') & (rows.metric == 'worst group')].set_index('selection').value
+    assert wg[BENCH_SEL_WG] >= wg[BENCH_SEL_LAST]   # the best checkpoint by validation worst group
+
+def test_method_rows_are_seeded():
+    "The same seed gives the same rows (GroupDRO, whose q also depends on every batch); another seed gives other rows."
+    setup = BenchSetup(epochs=1, **TINY)
+    data = tiny_data(setup)
+    v = lambda seed: [r['value'] for r in method_rows('GroupDRO', data, seed, setup, {}, SETTINGS)[0][:-1]]
+    a, b, c = v(0), v(0), v(1)
+    assert a == b and a != c
+
+def test_run_benchmark_two_seeds():
+    "Every method asked for on every seed, in order; tidy columns; extras by (method, seed); the headline's rows."
+    setup = BenchSetup(epochs=1, **TINY)
+    run = run_benchmark(setup, ['ERM', 'DFR'], seeds=[0, 1], settings=SETTINGS)
+    res = run['results']
+    assert set(RESULT_COLUMNS + ['seed', 'selection']) <= set(res.columns)
+    assert list(res.drop_duplicates(['seed', 'method'])[['seed', 'method']].itertuples(index=False, name=None)) == [(0, 'ERM'), (0, 'DFR'), (1, 'ERM'), (1, 'DFR')]
+    assert set(run['extras']) == {(m, s) for m in ['ERM', 'DFR'] for s in [0, 1]} and 'fit' in run['extras'][('DFR', 1)]
+    head = headline_table(res[res.split.isin(run['data'].test_splits)])
+    assert list(head.method) == ['ERM', 'ERM', 'DFR'] and (head.seeds == 2).all()
+    with pytest.raises(ValueError, match=r"methods \['Mixup'\]"): run_benchmark(setup, ['Mixup'])
+    with pytest.raises(ValueError, match="precision='fp8'"): BenchSetup(precision='fp8')
+
+def _fake_results():
+    "Tidy rows by hand: worst group on the test split, ERM 0.5 / 0.6, GroupDRO 0.7 / 0.8, JTT 0.45 / 0.55 over two seeds."
+    vals = {'ERM': [0.5, 0.6], 'GroupDRO': [0.7, 0.8], 'JTT': [0.45, 0.55]}
+    rows = [dict(notebook='06_benchmark', dataset='d', method=m, split='test', metric=metric, value=v + (0.1 if metric != 'worst group' else 0),
+                 seed=s, selection=BENCH_SEL_WG) for m, vs in vals.items() for s, v in enumerate(vs) for metric in SUMMARY_LABELS]
+    rows += [dict(notebook='06_benchmark', dataset='d', method=m, split='train', metric='wall time (s)', value=w, seed=s, selection='-')
+             for m, ws in {'ERM': [10., 20.], 'GroupDRO': [11., 19.], 'JTT': [30., 50.]}.items() for s, w in enumerate(ws)]
+    return pd.DataFrame(rows)
+
+def test_claims_and_verdict_by_hand():
+    res = _fake_results()
+    assert np.allclose(per_seed_values(res, 'GroupDRO', 'test'), [0.7, 0.8])
+    claims = {c['claim'].split()[0]: c for c in benchmark_claims(res, 'test')}
+    assert claims['GroupDRO']['verdict'] == 'reproduced'                 # gains 0.2, 0.2: sem 0
+    assert claims['JTT']['verdict'] == 'not reproduced here'             # gains -0.05, -0.05
+    assert claims['GroupDRO']['here'].startswith('75.0 vs ERM 55.0 (+20.0 ± 0.0 points, 2 seed(s))')
+    assert erm_gain_verdict([0.1, 0.5]) == 'partly'      # mean 0.3, sem 0.2: not above 2 sem
+    assert erm_gain_verdict([0.3, 0.31]) == 'reproduced' and erm_gain_verdict([0.3]) == 'partly' and erm_gain_verdict([-0.1]) == 'not reproduced here'
+    assert benchmark_claims(res[res.method != 'ERM'], 'test') == []
+
+def test_method_table_and_recipe_by_hand():
+    res = _fake_results()
+    tab = method_table(res, 'test')
+    assert list(tab.index) == ['ERM', 'GroupDRO', 'JTT'] and list(tab.columns) == ['selection'] + SUMMARY_LABELS + ['wall time (s)']
+    assert tab.loc['GroupDRO', 'worst group'].startswith('0.750 ± 0.071') and tab.loc['JTT', 'wall time (s)'].startswith('40 ± 14')
+    assert wall_ratio(res, 'JTT', 'ERM') == np.median([3., 2.5]) and wall_ratio(res, 'ULE') is None
+    wb = RECIPE['Waterbirds']
+    h = 300 * (4795 + 1199 / 3) / 2500 / 3600
+    assert recipe_hours(wb, 'ERM', 2500) == f"{h:.1f}" and recipe_hours(wb, 'JTT', 2500) == f"≥ {h * 360 / 300:.1f}"
+    assert recipe_hours(wb, 'ULE', 2500, 3.0) == f"{3 * h:.1f}"
+    assert list(recipe_table(['ERM', 'ULE', 'MaskTune'], 2500).index) == ['ERM']   # ULE needs its factor; MaskTune is not in the recipe
