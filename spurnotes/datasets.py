@@ -27,7 +27,11 @@ __all__ = ['WATERBIRDS_HOW', 'CELEBA_HOW', 'SPAWRIOUS_CLASSES', 'SPAWRIOUS_LOCAT
 # %% ../nbs/01a_datasets.ipynb #57852086
 class ImageGroupDataset(torch.utils.data.Dataset):
     "Images read from disk on access: `(x, y, a)` with x in [0, 1], resized by `tfm`."
-    def __init__(self, files, y, a, tfm):
+    def __init__(self,
+                 files,  # image paths, one per example
+                 y,      # labels, one int per file
+                 a,      # spurious attributes, one int per file
+                 tfm):   # PIL image -> tensor in [0, 1], e.g. `eval_transform(224)`
         self.files, self.y, self.a, self.tfm = list(files), torch.tensor(np.asarray(y)).long(), torch.tensor(np.asarray(a)).long(), tfm
         self.x = None  # images are not in memory
     def __len__(self): return len(self.files)
@@ -35,7 +39,7 @@ class ImageGroupDataset(torch.utils.data.Dataset):
         img = Image.open(self.files[i]).convert('RGB')
         return self.tfm(img), self.y[i], self.a[i]
 
-def eval_transform(size:int=224):
+def eval_transform(size:int=224):  # side of the square output, in pixels
     "Resize to size*256/224 and centre-crop to `size` (the Waterbirds/CelebA evaluation transform), as a [0, 1] tensor."
     return T.Compose([T.ToImage(), T.Resize(int(round(size * 256 / 224)), antialias=True), T.CenterCrop(size), T.ToDtype(torch.float32, scale=True)])
 
@@ -46,7 +50,10 @@ WATERBIRDS_HOW = ("Expected the released folder (e.g. waterbird_complete95_fores
                   "folders it names; get it from https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz "
                   "and pass its path.")
 
-def load_waterbirds(root, size:int=224, tfm=None):
+# %% ../nbs/01a_datasets.ipynb #80515da6
+def load_waterbirds(root,          # the release folder, e.g. waterbird_complete95_forest2water2/
+                    size:int=224,  # side of the images, in pixels (`eval_transform(size)`)
+                    tfm=None):     # image transform; default `eval_transform(size)`
     "Waterbirds from its release folder: metadata.csv (img_filename, y, split, place) and images; y = waterbird, a = water background."
     root = Path(root)
     _need(root, "The Waterbirds folder", WATERBIRDS_HOW)
@@ -72,6 +79,7 @@ CELEBA_HOW = ("Expected img_align_celeba/ with list_attr_celeba.csv and list_eva
               "list_attr_celeba.txt and list_eval_partition.txt (original release, Google Drive of "
               "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html) in the folder you pass.")
 
+# %% ../nbs/01a_datasets.ipynb #6851b752
 def _celeba_tables(root):
     "The attribute and partition tables of either CelebA release, as DataFrames indexed by image_id."
     if (root/'list_attr_celeba.csv').exists():
@@ -94,7 +102,12 @@ def _celeba_tables(root):
     else: raise FileNotFoundError(f"No CelebA attribute file (list_attr_celeba.csv or .txt) in {root}. {CELEBA_HOW}")
     return attrs, part
 
-def load_celeba(root, target:str='Blond_Hair', spurious:str='Male', size:int=224, tfm=None):
+# %% ../nbs/01a_datasets.ipynb #6f0a6d73
+def load_celeba(root,                     # the folder holding img_align_celeba/ and the attribute and partition files
+                target:str='Blond_Hair',  # the attribute that is the label `y`
+                spurious:str='Male',      # the attribute that is the spurious attribute `a`
+                size:int=224,             # side of the images, in pixels (`eval_transform(size)`)
+                tfm=None):                # image transform; default `eval_transform(size)`
     "CelebA from either release: y = `target`, a = `spurious` (attributes in {-1, 1} mapped to {0, 1})."
     root = Path(root)
     _need(root, "The CelebA folder", CELEBA_HOW)
@@ -133,6 +146,8 @@ def _holdout(y, a, frac:float, seed:int):
 
 SPAWRIOUS_CLASSES = ['bulldog', 'corgi', 'dachshund', 'labrador']
 SPAWRIOUS_LOCATIONS = ['desert', 'jungle', 'dirt', 'mountain', 'snow', 'beach']
+
+# %% ../nbs/01a_datasets.ipynb #fea2a9d6
 # benchmark -> (training location and test location of bulldog, dachshund, labrador, corgi; O2O filler location)
 SPAWRIOUS_SPLITS = {
     'o2o_easy': (['desert', 'jungle', 'dirt', 'snow'], ['dirt', 'snow', 'desert', 'jungle'], 'beach'),
@@ -150,7 +165,10 @@ def _spawrious_how(benchmark):
     return (f"Expected spawrious224/{{0,1}}/{{location}}/{{breed}}/*.png (locations {SPAWRIOUS_LOCATIONS}, breeds {SPAWRIOUS_CLASSES}) "
             f"in the folder you pass; {benchmark} is in {_SPAW_URL.format(_SPAW_TARS[tar], tar)} (see github.com/aengusl/spawrious).")
 
-def spawrious_files(root, benchmark:str='o2o_easy', total:int=3168):
+# %% ../nbs/01a_datasets.ipynb #103fc643
+def spawrious_files(root,                     # the folder holding spawrious224/ (or spawrious224/ itself)
+                    benchmark:str='o2o_easy',  # a key of `SPAWRIOUS_SPLITS`
+                    total:int=3168):           # images per (breed, environment) in training, as the authors
     "`{'train': [(file, breed, location), ...], 'test': [...]}` of a Spawrious benchmark, as the authors' loader composes it."
     if benchmark not in SPAWRIOUS_SPLITS: raise ValueError(f"Unknown Spawrious benchmark {benchmark!r}: expected one of {list(SPAWRIOUS_SPLITS)}.")
     root = Path(root)
@@ -175,9 +193,11 @@ def spawrious_files(root, benchmark:str='o2o_easy', total:int=3168):
             for loc in te_locs[pair]: out['test'] += take(0, loc, breed)
     return out
 
+# %% ../nbs/01a_datasets.ipynb #e06f6a7a
 def load_spawrious(root,                      # the folder holding spawrious224/ (or spawrious224/ itself)
                    benchmark:str='o2o_easy',  # a key of `SPAWRIOUS_SPLITS`: o2o_/m2m_ easy, medium, hard
-                   size:int=224, seed:int=0,
+                   size:int=224,              # side of the images, in pixels (`eval_transform(size)`)
+                   seed:int=0,                # seed of the validation hold-out
                    valid_frac:float=0.2,      # share of every training group held out for validation (no official split)
                    total:int=3168,            # images per (breed, environment) in training, as the authors
                    tfm=None):                 # image transform; default `eval_transform(size)`
@@ -201,7 +221,10 @@ URBANCARS_HOW = ("Expected urbancars/bg-0.95_co_occur_obj-0.95/train/obj-{o}_bg-
                  "urbancars/bg-0.5_co_occur_obj-0.5/{val,test}/... with o, b, c in urban, country, in the folder you pass; "
                  "UrbanCars is generated with the authors' script: https://github.com/facebookresearch/Whac-A-Mole/blob/main/create_datasets/urbancars/CREATE_URBANCARS.md")
 
-def load_urbancars(root, size:int=224, tfm=None):
+# %% ../nbs/01a_datasets.ipynb #6baee6c4
+def load_urbancars(root,          # the folder holding urbancars/ (or urbancars/ itself)
+                   size:int=224,  # side of the images, in pixels (`eval_transform(size)`)
+                   tfm=None):     # image transform; default `eval_transform(size)`
     "UrbanCars: y = car (urban 0, country 1), a = 2 * background + co-occurring object; 8 groups; train, valid (val) and test."
     root = Path(root)
     base = root if root.name == 'urbancars' else root/'urbancars'
@@ -238,11 +261,13 @@ def _class_folders(folder, what):
         fs = _image_files(folder/c); files += fs; y += [k] * len(fs)
     return files, y
 
-def load_imagenet9(root, size:int=224,
+# %% ../nbs/01a_datasets.ipynb #165177c8
+def load_imagenet9(root,                           # the folder holding the training and test archives' folders
+                   size:int=224,                   # side of the images, in pixels (`eval_transform(size)`)
                    train_dir:str='original',        # the training archive's folder under `root` (original, in9l, mixed_rand, ...)
                    variants=('original', 'mixed_same', 'mixed_rand', 'only_fg'),  # test variants of `IN9_VARIANTS`
                    test_dir:str='bg_challenge',     # the test archive's folder under `root`
-                   tfm=None):
+                   tfm=None):                      # image transform; default `eval_transform(size)`
     "ImageNet-9 backgrounds: y = one of the 9 classes, a = 0; train, valid and one `test_<variant>` split per variant."
     root = Path(root)
     _need(root, "The ImageNet-9 folder", IN9_HOW)
@@ -265,7 +290,12 @@ _TV = {'mnist': ('MNIST', "root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}
        'fashion_mnist': ('FashionMNIST', "root/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
        'cifar10': ('CIFAR10', "root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}")}
 
-def load_torchvision(name:str, root, download:bool=False, valid_frac:float=0.1, seed:int=0):
+# %% ../nbs/01a_datasets.ipynb #297b2251
+def load_torchvision(name:str,               # 'mnist', 'fashion_mnist' or 'cifar10'
+                     root,                   # torchvision's data folder (its `root`)
+                     download:bool=False,    # fetch the files when they are missing (needs a network)
+                     valid_frac:float=0.1,   # share of the training set held out for validation
+                     seed:int=0):            # seed of the validation hold-out
     "MNIST, Fashion-MNIST or CIFAR-10 through torchvision, in memory as `SpuriousData` with one attribute ('none', a = 0)."
     if name not in _TV: raise ValueError(f"Unknown torchvision dataset {name!r}: expected one of {list(_TV)}.")
     cls_name, layout = _TV[name]
@@ -286,7 +316,12 @@ def load_torchvision(name:str, root, download:bool=False, valid_frac:float=0.1, 
     info.train_counts = group_counts_of(splits['train'].y, splits['train'].a, info)
     return SpuriousData(name, info, splits, ['test'], description=f"torchvision {cls_name}")
 
-def load_dataset(name:str, root=None, seed:int=0, size:int=28, **kwargs):
+# %% ../nbs/01a_datasets.ipynb #ad3dd783
+def load_dataset(name:str,      # 'biased_digits', 'digits_on_backgrounds', a real benchmark or a torchvision dataset
+                 root=None,     # the dataset's folder; for a testbed, MNIST's (for `source='mnist'`)
+                 seed:int=0,    # seed of a testbed's construction, or of a validation hold-out
+                 size:int=28,   # side of the images, in pixels (not used by `load_torchvision`)
+                 **kwargs):     # passed to the loader, e.g. `target=` of `load_celeba`
     "One entry point for notebooks' `dataset` parameter: built-in testbeds by name, real benchmarks from `root`."
     builtin = {'biased_digits': biased_digits, 'digits_on_backgrounds': digits_on_backgrounds}
     if name in builtin: return builtin[name](size=size, seed=seed, data_root=root, **kwargs)  # root: MNIST, for source='mnist'

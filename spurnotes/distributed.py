@@ -33,8 +33,11 @@ def _gloo_classes():
         def _wrap_dl(self, dl): return dl if isinstance(dl, fd.DistributedDL) else GlooDistributedDL(dl, device=self.learn.model.device)
     return GlooDistributedDL, GroupDistributedTrainer
 
+# %% ../nbs/01b_distributed.ipynb #62395745
 @contextlib.contextmanager
-def distrib_ctx(learn, sync_bn:bool|None=None, **kwargs):  # sync_bn: default on GPUs only (SyncBatchNorm needs CUDA); kwargs to `Accelerator`
+def distrib_ctx(learn,                   # a Learner; its `GroupMetric`s are synced over the processes
+                sync_bn:bool|None=None,  # BatchNorm as SyncBatchNorm; None: on GPUs only (SyncBatchNorm needs CUDA)
+                **kwargs):               # passed to Accelerate's `Accelerator` (through fastai's `DistributedTrainer`)
     "Train `learn` data-parallel over the processes of `accelerate launch`/`torchrun` (one process: unchanged), with synced group metrics."
     fd = _fastai_distributed()
     if fd.num_distrib() <= 1: yield learn; return

@@ -34,7 +34,9 @@ class GroupInfo:
     def n_attrs(self): return len(self.attr_names)
     @property
     def n_groups(self): return self.n_classes * self.n_attrs
-    def group(self, y, a):
+    def group(self,
+              y,   # label(s): an int or a tensor of ints
+              a):  # spurious attribute(s), the same shape as `y`
         "Group index of label `y` and attribute `a` (ints or tensors)."
         return y * self.n_attrs + a
     @property
@@ -43,7 +45,9 @@ class GroupInfo:
         return [f"{c} / {a}" for c in self.class_names for a in self.attr_names]
 
 # %% ../nbs/00_groups.ipynb #e54dbb82
-def group_counts_of(y, a, info:GroupInfo):
+def group_counts_of(y,                # labels, N ints
+                    a,                # spurious attributes, N ints
+                    info:GroupInfo):  # the groups counted (its `n_classes` and `n_attrs`)
     "Count of examples per (label, attribute) group, shape `(n_classes, n_attrs)`: what `GroupInfo.train_counts` holds."
     g = info.group(torch.as_tensor(y).long(), torch.as_tensor(a).long())
     return torch.bincount(g, minlength=info.n_groups).reshape(info.n_classes, info.n_attrs).numpy()
@@ -59,7 +63,7 @@ class GroupDataset(torch.utils.data.Dataset):
                  x:torch.Tensor,  # inputs, e.g. images (N, C, H, W) in [0, 1]
                  y,               # labels, N ints
                  a,               # spurious attributes, N ints
-                 **extras):       # other per-example tensors (N, ...), e.g. `fg_mask`
+                 **extras):       # other per-example tensors (N, ...), e.g. `fg_mask`; read back as attributes
         self.x, self.y, self.a = torch.as_tensor(x), torch.as_tensor(y).long(), torch.as_tensor(a).long()
         n = len(self.x)
         for k, v in {'y': self.y, 'a': self.a, **extras}.items():
@@ -70,18 +74,21 @@ class GroupDataset(torch.utils.data.Dataset):
     def __getattr__(self, k):
         if k != 'extras' and k in self.__dict__.get('extras', {}): return self.extras[k]
         raise AttributeError(k)
-    def subset(self, idxs):
+    def subset(self,
+               idxs):  # indices of the examples kept, in this order (ints or a tensor)
         "A new `GroupDataset` with the examples at `idxs` (extras included)."
         idxs = torch.as_tensor(idxs).long()
         return GroupDataset(self.x[idxs], self.y[idxs], self.a[idxs], **{k: v[idxs] for k, v in self.extras.items()})
-    def replace(self, **fields):
+    def replace(self,
+                **fields):  # new tensors by field name (`x`, `y`, `a` or an extra), one entry per example
         "A copy with some fields replaced (e.g. `x=` patterned images); the others are shared, not copied."
         d = dict(x=self.x, y=self.y, a=self.a, **self.extras); d.update(fields)
         return GroupDataset(**d)
     def new_empty(self):
         "An empty dataset with the same fields (what `learn.export` keeps of the data)."
         return self.subset(torch.zeros(0, dtype=torch.long))
-    def on(self, device):
+    def on(self,
+           device):  # a `torch.device` or its name, e.g. 'cuda'
         "`(x, y, a)` on `device`, for batching there: `self` where they already are, else a copy made once and kept (remade when a field is replaced or changed in place)."
         device = torch.device(device)
         fields = (self.x, self.y, self.a)
@@ -99,13 +106,13 @@ class GroupDataset(torch.utils.data.Dataset):
 @dataclass
 class SpuriousData:
     "Named splits of `(x, y, a)` examples with their `GroupInfo` and method-specific fields."
-    name: str
-    info: GroupInfo
+    name: str               # short identifier, e.g. 'waterbirds' or 'biased_digits'
+    info: GroupInfo         # classes, attributes and training group counts
     splits: dict            # split name -> dataset of (x, y, a)
     test_splits: list       # names of the evaluation splits, in reporting order
     spurious: GroupDataset | None = None  # examples that show only the spurious attribute (y = -1: no label)
     spurious_region: torch.Tensor | None = None  # (H, W) bool: where the spurious feature lives, when it is fixed
-    description: str = ""
+    description: str = ""   # one line naming the dataset (and its paper)
     source: str = ""        # the digit source of a built-in testbed (`DIGIT_SOURCES`)
     def __getitem__(self, split):
         if split not in self.splits: raise KeyError(f"No split {split!r} in {self.name}; the splits are {list(self.splits)}.")
@@ -114,11 +121,21 @@ class SpuriousData:
     def train(self): return self.splits['train']
     @property
     def valid(self): return self.splits['valid']
-    def dls(self, bs:int=128, seed:int|None=None, device=None, balanced:bool=False, augment=None, **kwargs):
+    def dls(self,
+            bs:int=128,            # batch size
+            seed:int|None=None,    # seed of the training DataLoader's own sampling RNG (no global seeding)
+            device=None,           # defaults to the best device present (CUDA, MPS, CPU)
+            balanced:bool=False,   # group-balanced training batches (`GroupBalancedDL`)
+            augment=None,          # batch transform(s) for training only, e.g. `RandomResizedCropFlip()`
+            **kwargs):             # passed to `train_dls`
         "fastai DataLoaders of the train and valid splits, batches `(x, y, a)`; training optionally group-balanced (`GroupBalancedDL`) and augmented (`augment`: batch transforms)."
         from spurnotes.loaders import train_dls   # (loaders build on this module)
         return train_dls(self, bs=bs, seed=seed, device=device, balanced=balanced, augment=augment, **kwargs)
-    def dl(self, split:str, bs:int=256, device=None, **kwargs):
+    def dl(self,
+           split:str,      # a key of `splits`, e.g. 'test'
+           bs:int=256,     # batch size
+           device=None,    # defaults to the best device present (CUDA, MPS, CPU)
+           **kwargs):      # passed to `group_dl`
         "An unshuffled DataLoader of one split (for `get_preds`)."
         from spurnotes.loaders import group_dl
         return group_dl(self[split], bs=bs, device=device, **kwargs)
@@ -129,7 +146,7 @@ class SpuriousData:
     def __repr__(self): return f"{self.name}: " + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
 
 # %% ../nbs/00_groups.ipynb #355849b0
-def present_group_ids(ds):
+def present_group_ids(ds):  # a dataset with tensors `y` and `a`, e.g. a `GroupDataset`
     "Group of every example of `ds` (with `y` and `a`) numbered 0, 1, ... over the (y, a) pairs *present*, not `GroupInfo.group`'s `y * n_attrs + a`: `(ids, n_present)`."
     pairs = torch.stack([torch.as_tensor(ds.y).long(), torch.as_tensor(ds.a).long()], 1)
     uniq, ids = torch.unique(pairs, dim=0, return_inverse=True)

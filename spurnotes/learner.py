@@ -44,11 +44,11 @@ class GroupCrossEntropy(CrossEntropyLossFlat):
 def erm_learner(dls:DataLoaders,       # from `group_dls`: batches (x, y, a)
                 model:nn.Module,       # any backbone
                 info:GroupInfo,        # groups, for the metrics
-                lr:float=0.01,
+                lr:float=0.01,         # learning rate (`learn.lr`)
                 opt_func=SGD,          # fastai optimizer
                 mom:float=0.9,         # momentum (SGD) / beta1
                 wd:float=0.,           # weight decay (fastai's Adam would otherwise add 0.01)
-                wd_style:str='torch',  # 'torch': L2 in the gradient of every parameter, as torch.optim; 'fastai': decoupled, none on BN/bias
+                wd_style:str='torch',  # 'torch': L2 in every gradient (torch.optim); 'fastai': decoupled, none on BN/bias
                 metrics=None,          # defaults to `group_metrics(info)`
                 path=None,             # where `learn.save` writes `models/`
                 **kwargs):             # passed to `Learner` (cbs=...)
@@ -69,7 +69,7 @@ def autocast_ctx(device,            # a device or device name (its type picks th
     "`torch.autocast` on `device`'s type with `dtype`; a no-op context when `dtype` is None."
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
-def learner_precision(learn:Learner):
+def learner_precision(learn:Learner):  # a Learner, with or without fastai's `MixedPrecision`
     "The dtype `learn`'s forward passes autocast to under its fastai `MixedPrecision` (`to_bf16()`, `to_fp16()`): torch.bfloat16 / torch.float16, or None for float32 (no callback, or an autocast that does not apply to the learner's device: fastai's autocasts CUDA only)."
     mp = [cb for cb in learn.cbs if isinstance(cb, MixedPrecision)]
     if not mp: return None
@@ -82,7 +82,7 @@ MixedPrecision.autocast_device = 'cuda'   # the device type fastai's `MixedPreci
 
 PRECISIONS = ('fp32', 'bf16', 'fp16')   # the values of the notebooks' `precision` parameter
 
-def set_precision(learn:Learner,
+def set_precision(learn:Learner,          # the Learner to set, changed in place and returned
                   precision:str='fp32'):   # 'fp32'; 'bf16' or 'fp16': fastai's mixed precision (`to_bf16()`, `to_fp16()`)
     "`learn` in `precision` (fastai's `MixedPrecision` for 'bf16' / 'fp16'; unchanged for 'fp32')."
     if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}.")
@@ -90,18 +90,18 @@ def set_precision(learn:Learner,
 
 # %% ../nbs/00d_learner.ipynb #44327294
 @contextlib.contextmanager
-def evaluating(model:nn.Module):
+def evaluating(model:nn.Module):  # any module; put in eval mode inside
     "Context manager: `model` in eval mode inside, its train/eval mode restored after (also on an exception)."
     was = model.training
     model.eval()
     try: yield model
     finally: model.train(was)
 
-def eval_preds(model:nn.Module,
-               dl,                     # batches `(x, y, a)` (a `GroupDL`), or any iterable of batches whose first element is the input
+def eval_preds(model:nn.Module,        # a classifier returning logits (or the model `fn` reads)
+               dl,                     # batches `(x, y, a)` (a `GroupDL`), or any iterable of batches with the input first
                dtype=None,             # autocast dtype of the forward passes (`learner_precision(learn)`); None: float32
                softmax:bool=True,      # probabilities (True) or the raw outputs
-               fn=None):               # what to keep of each batch's output instead of the model's output: `fn(model, x) -> tensor`
+               fn=None):               # `fn(model, x) -> tensor`: what to keep of each batch instead of the model's output
     "`(outputs, *targets)` of `model` over every batch of `dl`, in eval mode (restored after), without gradients, concatenated on the CPU."
     outs, targs = [], []
     with evaluating(model), torch.no_grad():
@@ -114,7 +114,8 @@ def eval_preds(model:nn.Module,
     return (torch.cat(outs), *[torch.cat(t) for t in zip(*targs)])
 
 # %% ../nbs/00d_learner.ipynb #e7e55bcd
-def get_group_preds(learn:Learner, dl=None):
+def get_group_preds(learn:Learner,  # a Learner on `(x, y, a)` batches
+                    dl=None):       # a DataLoader of `(x, y, a)`; None: the validation set
     "Probabilities, labels and attributes of every example of `dl` (default: the validation set), on the CPU."
     with learn.no_bar(), learn.no_logging(): probs, (y, a) = learn.get_preds(dl=dl)
     return probs, y, a
@@ -123,13 +124,18 @@ def get_group_preds(learn:Learner, dl=None):
 class SaveLastCallback(Callback):
     "Save the model and optimizer of the last epoch as `fname`, before `SaveModelCallback` reloads the best one."
     order = SaveModelCallback.order - 1
-    def __init__(self, fname:str='last'): self.fname = fname
+    def __init__(self, fname:str='last'):  # checkpoint name, under `learn.path/learn.model_dir`
+        self.fname = fname
     def after_fit(self): self.learn.save(self.fname, with_opt=True)
 
 class SnapshotCallback(Callback):
     "After each epoch in `at`, keep `last_{n}` (this epoch) and `best_{n}` (the best so far) beside the running checkpoints."
     order = SaveModelCallback.order + 1   # after SaveModelCallback has written the best-so-far file
-    def __init__(self, at, best:str='best', last:str='last'): self.at, self.best, self.last = set(at), best, last
+    def __init__(self,
+                 at,                # epoch numbers (from 1) after which the snapshots are kept
+                 best:str='best',   # name of `SaveModelCallback`'s best-so-far checkpoint, copied as `{best}_{n}`
+                 last:str='last'):  # name prefix of this epoch's checkpoint, `{last}_{n}`
+        self.at, self.best, self.last = set(at), best, last
     def after_epoch(self):
         n = self.epoch + 1
         if n not in self.at: return
@@ -137,8 +143,14 @@ class SnapshotCallback(Callback):
         src = self.path/self.model_dir/f"{self.best}.pth"
         shutil.copyfile(src, self.path/self.model_dir/f"{self.best}_{n}.pth")
 
-def fit_with_checkpoints(learn:Learner, epochs:int, monitor:str='plain_acc', best:str='best', last:str='last',
-                         snapshots=()):   # epochs < `epochs` after which `best_{n}`/`last_{n}` are kept too (ERM-length ablations from one run)
+# %% ../nbs/00d_learner.ipynb #34f9e1a7
+def fit_with_checkpoints(learn:Learner,            # e.g. from `erm_learner`
+                         epochs:int,               # epochs of `learn.fit`
+                         monitor:str='plain_acc',  # the validation metric whose highest value picks the best epoch
+                         best:str='best',          # checkpoint name of the best epoch
+                         last:str='last',          # checkpoint name of the last epoch
+                         # epochs < `epochs` after which `best_{n}`/`last_{n}` are kept too (ERM-length ablations from one run)
+                         snapshots=()):
     "ERM for `epochs`; saves the best (by `monitor` on the validation set) and last checkpoints with optimizer state; ends with the best loaded."
     bad = [n for n in snapshots if not 0 < n < epochs]
     if bad: raise ValueError(f"snapshots {bad}: expected epochs between 1 and {epochs - 1} (the last epoch is the `last` checkpoint itself).")
@@ -150,7 +162,10 @@ def fit_with_checkpoints(learn:Learner, epochs:int, monitor:str='plain_acc', bes
 
 def _opt_tensors(opt): return sum(isinstance(v, torch.Tensor) for s in opt.state.values() for v in s.values())
 
-def load_checkpoint(learn:Learner, name:str, with_opt:bool=True):
+# %% ../nbs/00d_learner.ipynb #f0c485f7
+def load_checkpoint(learn:Learner,        # the Learner to load into (returned)
+                    name:str,             # checkpoint name under `learn.path/learn.model_dir`, e.g. 'best'
+                    with_opt:bool=True):  # also the optimizer state (an error if the checkpoint has none)
     "Load checkpoint `name` into `learn`, with its optimizer state (created first, and checked to be loaded)."
     if with_opt:
         learn.create_opt()

@@ -23,9 +23,12 @@ __all__ = ['GroupDL', 'group_dl', 'group_dls', 'GroupBalancedDL', 'RandomResized
 class GroupDL(DataLoader):
     "A fastai `DataLoader` of `(x, y, a)` batches; a `GroupDataset` is batched by tensor indexing, held on the device (see `hold_on_device`); picklable, so `learn.export` works."
     n_inp = 1   # batches are (x, y, a): one input, two targets (also after `learn.export`, which rebuilds the DataLoaders)
-    def __init__(self, dataset=None, bs:int=64,
-                 hold_on_device:bool|None=None,  # index a `GroupDataset` on the DataLoader's device (a copy made once); None: on any device but the CPU
-                 **kwargs):
+    def __init__(self,
+                 dataset=None,  # a `GroupDataset` (batched by tensor indexing) or any dataset of `(x, y, a)`
+                 bs:int=64,     # batch size
+                 # index a `GroupDataset` on the DataLoader's device (a copy made once); None: on any device but the CPU
+                 hold_on_device:bool|None=None,
+                 **kwargs):     # passed to fastai's `DataLoader` (shuffle, drop_last, device, after_batch, ...)
         super().__init__(dataset, bs=bs, **kwargs)
         self.hold_on_device = hold_on_device
     @property
@@ -39,12 +42,13 @@ class GroupDL(DataLoader):
     def source(self):
         "The `GroupDataset` batches are gathered from: on the device when `held`, else the dataset itself."
         return self.dataset.on(self.device) if self.held else self.dataset
-    def create_item(self, i): return i if self.by_index else super().create_item(i)
-    def create_batch(self, b):
+    def create_item(self, i):  # an example's index (kept as is for a `GroupDataset`: the batch gathers it)
+        return i if self.by_index else super().create_item(i)
+    def create_batch(self, b):  # one batch's items: indices for a `GroupDataset`, else `(x, y, a)` samples
         if not self.by_index: return super().create_batch(b)
         src = self.source()
         return src[torch.as_tensor(b, dtype=torch.long, device=src.x.device)]
-    def create_batches(self, samps):
+    def create_batches(self, samps):  # the epoch's example indices, in order
         if not self.by_index or self.prebatched or not isinstance(self.after_item, MethodType): yield from super().create_batches(samps); return
         # the epoch's indices go to the data's device once, as one tensor, and are split there into batches
         src = self.source()
@@ -63,10 +67,14 @@ class GroupDL(DataLoader):
             yield self.after_batch(b)
         self.after_iter()
         if hasattr(self, 'it'): del self.it
-    def new(self, dataset=None, cls=None, **kwargs):
+    def new(self,
+            dataset=None,  # the new DataLoader's dataset; None: this one's
+            cls=None,      # its class; None: this one's
+            **kwargs):     # attributes to change (bs, shuffle, ...); `hold_on_device` is kept unless given
         kwargs.setdefault('hold_on_device', self.hold_on_device)
         return super().new(dataset, cls, **kwargs)
 
+# %% ../nbs/00a_loaders.ipynb #89f79ca5
 def _host_to_cuda(ds, device, hold_on_device):
     "Do batches of `ds` travel from host memory to a CUDA device (then pinned memory makes the copy non-blocking)?"
     held = isinstance(ds, GroupDataset) and hold_on_device is not False
@@ -75,12 +83,12 @@ def _host_to_cuda(ds, device, hold_on_device):
 def group_dl(ds,                  # a dataset returning `(x, y, a)`; a `GroupDataset` is batched by tensor indexing
              bs:int=128,          # batch size
              shuffle:bool=False,  # reshuffle every epoch
-             drop_last:bool=False,
+             drop_last:bool=False, # drop the last batch when it is smaller than `bs`
              seed:int|None=None,  # seed of this DataLoader's own shuffling RNG (no global seeding)
              device=None,         # defaults to the best device present (CUDA, MPS, CPU)
              after_batch=None,    # callable on a batch tuple, e.g. augmentation of `x` on the device
              hold_on_device:bool|None=None,  # a `GroupDataset` indexed on `device` (one copy); None: when `device` is not the CPU
-             **kwargs):
+             **kwargs):           # passed to `GroupDL`, e.g. `num_workers` for a dataset read from disk
     "A fastai `DataLoader` over `ds` yielding `(x, y, a)` batches on `device`."
     device = default_device() if device is None else device
     if after_batch is not None: kwargs['after_batch'] = after_batch
@@ -89,7 +97,15 @@ def group_dl(ds,                  # a dataset returning `(x, y, a)`; a `GroupDat
     if seed is not None: dl.rng = random.Random(seed)
     return dl
 
-def group_dls(train_ds, valid_ds, bs:int=128, seed:int|None=None, device=None, after_batch=None, hold_on_device:bool|None=None, **kwargs):
+# %% ../nbs/00a_loaders.ipynb #5070ce31
+def group_dls(train_ds,                       # training dataset of `(x, y, a)`: shuffled; last batch dropped if smaller than `bs`
+              valid_ds,                       # validation dataset of `(x, y, a)`: in order
+              bs:int=128,                     # batch size of both
+              seed:int|None=None,             # seed of the training DataLoader's shuffling (no global seeding)
+              device=None,                    # defaults to the best device present (CUDA, MPS, CPU)
+              after_batch=None,               # callable on each training batch, e.g. augmentation of `x` on the device
+              hold_on_device:bool|None=None,  # a `GroupDataset` indexed on `device` (as `group_dl`)
+              **kwargs):                      # passed to both `group_dl`s
     "fastai `DataLoaders` (train shuffled, valid not) that carry `y` and `a` as two targets (`n_inp=1`)."
     device = default_device() if device is None else device
     dls = DataLoaders(group_dl(train_ds, bs, shuffle=True, drop_last=len(train_ds) > bs, seed=seed, device=device, after_batch=after_batch, hold_on_device=hold_on_device, **kwargs),
@@ -100,7 +116,11 @@ def group_dls(train_ds, valid_ds, bs:int=128, seed:int|None=None, device=None, a
 # %% ../nbs/00a_loaders.ipynb #a1f0c008
 class GroupBalancedDL(GroupDL):
     "A fastai `DataLoader` whose every (shuffled) batch draws the groups present equally; `shuffle=False`: every example once. Batches as `GroupDL` (on the device, picklable)."
-    def __init__(self, dataset=None, bs:int=64, shuffle:bool=True, **kwargs):
+    def __init__(self,
+                 dataset=None,       # a dataset with tensors `y` and `a`, e.g. a `GroupDataset`
+                 bs:int=64,          # batch size; when shuffling, at least the number of groups present
+                 shuffle:bool=True,  # `len(dataset) // bs` balanced batches per epoch; False: every example once, in order
+                 **kwargs):          # passed to `GroupDL` (device, after_batch, hold_on_device, ...)
         super().__init__(dataset, bs=bs, shuffle=shuffle, **kwargs)
         self.groups, self.n_groups = present_group_ids(dataset)
         if shuffle:
@@ -125,6 +145,7 @@ class GroupBalancedDL(GroupDL):
             idxs += [b[i] for i in torch.randperm(len(b), generator=g).tolist()]
         return idxs
 
+# %% ../nbs/00a_loaders.ipynb #96aa5882
 class RandomResizedCropFlip(Transform):
     "Random resized crop and horizontal flip of a batch of images `(N, C, H, W)` on its own device; training batches only (`split_idx = 0`)."
     split_idx, order = 0, 20
@@ -140,7 +161,7 @@ class RandomResizedCropFlip(Transform):
         if self._gen is None or self._gen_device != str(device):   # one seeded generator on the batch's device
             self._gen, self._gen_device = torch.Generator(device=device).manual_seed(self.seed), str(device)
         return torch.rand(n, device=device, generator=self._gen)
-    def encodes(self, x:torch.Tensor):
+    def encodes(self, x:torch.Tensor):  # a batch's tensor: float images (N, C, H, W) are transformed, others pass through
         if x.ndim != 4 or not x.is_floating_point(): return x   # labels and attributes pass through
         n, c, h, w = x.shape
         out = (self.size, self.size) if self.size else (h, w)
@@ -155,9 +176,14 @@ class RandomResizedCropFlip(Transform):
         grid = F.affine_grid(theta, (n, c, *out), align_corners=False)
         return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
 
-def balanced_dl(ds, bs:int=128, seed:int|None=None, device=None, after_batch=None,
-                hold_on_device:bool|None=None,   # a `GroupDataset` indexed on `device` (as `group_dl`)
-                **kwargs):
+# %% ../nbs/00a_loaders.ipynb #655bb0d0
+def balanced_dl(ds,                             # has tensors `y` and `a`; a `GroupDataset` is batched by tensor indexing
+                bs:int=128,                     # batch size, at least the number of groups present
+                seed:int|None=None,             # seed of this DataLoader's own sampling RNG (no global seeding)
+                device=None,                    # defaults to the best device present (CUDA, MPS, CPU)
+                after_batch=None,               # callable on a batch tuple, e.g. augmentation of `x` on the device
+                hold_on_device:bool|None=None,  # a `GroupDataset` indexed on `device` (as `group_dl`)
+                **kwargs):                      # passed to `GroupBalancedDL`
     "A `GroupBalancedDL` over `ds` (a `GroupDataset` is batched by tensor indexing on the device, as `group_dl` does)."
     device = default_device() if device is None else device
     if after_batch is not None: kwargs['after_batch'] = after_batch
@@ -166,10 +192,14 @@ def balanced_dl(ds, bs:int=128, seed:int|None=None, device=None, after_batch=Non
     if seed is not None: dl.rng = random.Random(seed)
     return dl
 
-def train_dls(data, bs:int=128, seed:int|None=None, device=None,
+# %% ../nbs/00a_loaders.ipynb #742a71de
+def train_dls(data,                  # a `SpuriousData`: its `train` and `valid` splits
+              bs:int=128,            # batch size
+              seed:int|None=None,    # seed of the training DataLoader's own sampling RNG (no global seeding)
+              device=None,           # defaults to the best device present (CUDA, MPS, CPU)
               balanced:bool=False,   # a `GroupBalancedDL` for training
               augment=None,          # batch transforms for training only, e.g. `RandomResizedCropFlip()`
-              **kwargs):
+              **kwargs):             # passed to `group_dls` (and `balanced_dl`)
     "fastai DataLoaders of `data`'s train and valid splits, optionally group-balanced and augmented on the device."
     after = Pipeline(list(augment) if isinstance(augment, (list, tuple)) else [augment], split_idx=0) if augment is not None else None
     dls = group_dls(data.train, data.valid, bs=bs, seed=seed, device=device, after_batch=after, **kwargs)

@@ -23,7 +23,10 @@ def _labels(preds):
     preds = torch.as_tensor(preds)
     return preds.argmax(-1) if preds.ndim > 1 else preds.long()
 
-def group_correct_total(preds, y, a, info:GroupInfo):
+def group_correct_total(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                        y,                # labels, N ints
+                        a,                # spurious attributes, N ints
+                        info:GroupInfo):  # the groups
     "Per-group `(correct, total)` counts, each a float tensor of length `info.n_groups`."
     pred = _labels(preds)
     y, a = torch.as_tensor(y).long().to(pred.device), torch.as_tensor(a).long().to(pred.device)
@@ -35,6 +38,7 @@ def group_correct_total(preds, y, a, info:GroupInfo):
 
 def _acc(correct, total): return torch.where(total > 0, correct / total.clamp(min=1), torch.full_like(total, float('nan')))
 
+# %% ../nbs/00b_metrics.ipynb #e31bd623
 def _train_weights(info, present):
     if info.train_counts is None:
         raise ValueError("train_weighted_accuracy needs the training group counts: build GroupInfo with "
@@ -43,7 +47,10 @@ def _train_weights(info, present):
     if w.sum() == 0: raise ValueError("None of the groups present in this evaluation set has training examples.")
     return w / w.sum()
 
-def accuracy_from_counts(correct, total, kind:str, info:GroupInfo):
+def accuracy_from_counts(correct,          # correct predictions per group (`group_correct_total`)
+                         total,            # examples per group
+                         kind:str,         # 'plain', 'train_weighted', 'group_mean' or 'worst_group' (a `Summary.kind`)
+                         info:GroupInfo):  # the groups; 'train_weighted' needs `info.train_counts`
     "One summary accuracy from per-group counts; `kind` in 'plain', 'train_weighted', 'group_mean', 'worst_group'."
     acc, present = _acc(correct, total), total > 0
     if kind == 'plain': return (correct.sum() / total.sum()).item()
@@ -65,7 +72,8 @@ SUMMARIES = (Summary('worst group', 'worst_group'), Summary('average (plain)', '
              Summary('average (train-weighted)', 'train_weighted'), Summary('average (group mean)', 'group_mean'))
 SUMMARY_LABELS = [s.label for s in SUMMARIES]   # the columns of every results table, in this order
 
-def summary(key:str) -> Summary:
+def summary(key:str   # a label, kind or metric name: 'worst group', 'worst_group' or 'worst_group_acc'
+           ) -> Summary:
     "The `Summary` whose label, kind or metric name is `key` ('worst group', 'worst_group' or 'worst_group_acc')."
     for s in SUMMARIES:
         if key in (s.label, s.kind, s.metric): return s
@@ -73,37 +81,57 @@ def summary(key:str) -> Summary:
                      f"or a metric name {[s.metric for s in SUMMARIES]}.")
 
 # %% ../nbs/00b_metrics.ipynb #0b47e7d3
-def group_accuracies(preds, y, a, info:GroupInfo):
+def group_accuracies(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                     y,                # labels, N ints
+                     a,                # spurious attributes, N ints
+                     info:GroupInfo):  # the groups
     "Accuracy of each group (NaN where a group has no examples), a tensor of length `info.n_groups`."
     return _acc(*group_correct_total(preds, y, a, info))
 
-def plain_accuracy(preds, y, a, info:GroupInfo):
+def plain_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                   y,                # labels, N ints
+                   a,                # spurious attributes, N ints
+                   info:GroupInfo):  # the groups
     "Average accuracy (1): fraction of all examples classified correctly."
     return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'plain', info)
 
-def train_weighted_accuracy(preds, y, a, info:GroupInfo):
+def train_weighted_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                            y,                # labels, N ints
+                            a,                # spurious attributes, N ints
+                            info:GroupInfo):  # the groups; needs `info.train_counts`
     "Average accuracy (2): group accuracies weighted by the training group proportions (group DRO/JTT/DFR/WILDS), renormalised over the groups present."
     return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'train_weighted', info)
 
-def group_mean_accuracy(preds, y, a, info:GroupInfo):
+# %% ../nbs/00b_metrics.ipynb #1e66ce72
+def group_mean_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                        y,                # labels, N ints
+                        a,                # spurious attributes, N ints
+                        info:GroupInfo):  # the groups
     "Average accuracy (3): unweighted mean of the accuracies of the groups present."
     return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'group_mean', info)
 
-def worst_group_accuracy(preds, y, a, info:GroupInfo):
+def worst_group_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                         y,                # labels, N ints
+                         a,                # spurious attributes, N ints
+                         info:GroupInfo):  # the groups
     "Worst-group accuracy: the minimum accuracy over the groups present."
     return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'worst_group', info)
 
 # %% ../nbs/00b_metrics.ipynb #2b267540
 class GroupMetric(Metric):
     "A fastai metric computed from per-group counts accumulated over the batches (reads `learn.yb == (y, a)`)."
-    def __init__(self, kind:str, info:GroupInfo, group:int|None=None, name:str|None=None):
+    def __init__(self,
+                 kind:str,             # a `Summary.kind`, or 'group': the accuracy of group number `group`
+                 info:GroupInfo,       # the groups (with `train_counts` for 'train_weighted')
+                 group:int|None=None,  # the group index `y * n_attrs + a`, for kind='group'
+                 name:str|None=None):  # the name fastai logs; None: `f"{kind}_acc"`, or `acc_<group name>` for kind='group'
         "`kind`: a `Summary.kind` ('plain', 'train_weighted', 'group_mean', 'worst_group'), or 'group' (accuracy of group number `group`)."
         if kind == 'group' and group is None: raise ValueError("kind='group' needs the group index `group=`.")
         self.kind, self.info, self.group = kind, info, group
         self._name = name or (f"acc_{info.group_names[group]}" if kind == 'group' else f"{kind}_acc")
         self.reset()
     def reset(self): self.correct = self.total = None
-    def accumulate(self, learn):
+    def accumulate(self, learn):  # the `Learner` after a batch: its `pred`, and `yb` = `(y, a)`
         if len(learn.yb) < 2: raise ValueError("Group metrics need batches (x, y, a): build DataLoaders with `group_dls`.")
         c, t = group_correct_total(learn.pred.detach(), learn.yb[0], learn.yb[1], self.info)
         self.correct, self.total = (c, t) if self.correct is None else (self.correct + c, self.total + t)
@@ -115,13 +143,21 @@ class GroupMetric(Metric):
     @property
     def name(self): return self._name
 
-def WorstGroupAccuracy(info): return GroupMetric('worst_group', info)
-def PlainAccuracy(info): return GroupMetric('plain', info)
-def TrainWeightedAccuracy(info): return GroupMetric('train_weighted', info)
-def GroupMeanAccuracy(info): return GroupMetric('group_mean', info)
-def GroupAccuracy(info, group:int): return GroupMetric('group', info, group=group)
+# %% ../nbs/00b_metrics.ipynb #8b96dc31
+def WorstGroupAccuracy(info):     # the `GroupInfo` of the groups
+    return GroupMetric('worst_group', info)
+def PlainAccuracy(info):          # the `GroupInfo` of the groups
+    return GroupMetric('plain', info)
+def TrainWeightedAccuracy(info):  # the `GroupInfo` of the groups, with `train_counts`
+    return GroupMetric('train_weighted', info)
+def GroupMeanAccuracy(info):      # the `GroupInfo` of the groups
+    return GroupMetric('group_mean', info)
+def GroupAccuracy(info,           # the `GroupInfo` of the groups
+                  group:int):     # the group index `y * n_attrs + a`
+    return GroupMetric('group', info, group=group)
 
-def group_metrics(info:GroupInfo, per_group:bool=False):
+def group_metrics(info:GroupInfo,         # the groups; with `train_counts`, the train-weighted accuracy too
+                  per_group:bool=False):  # also each group's accuracy (`GroupAccuracy`)
     "The standard metric list: plain accuracy, worst group, group mean (and train-weighted if counts are known)."
     ms = [PlainAccuracy(info), WorstGroupAccuracy(info), GroupMeanAccuracy(info)]
     if info.train_counts is not None: ms.insert(2, TrainWeightedAccuracy(info))
@@ -133,7 +169,8 @@ def _world(): return dist.get_world_size() if dist.is_available() and dist.is_in
 class SyncedGroupMetric(GroupMetric):
     "A `GroupMetric` whose per-group counts are summed over the processes of a distributed run before its value is computed."
     def reset(self): super().reset(); self._synced = None
-    def accumulate(self, learn): super().accumulate(learn); self._synced = None
+    def accumulate(self, learn):  # the `Learner` after a batch (as `GroupMetric.accumulate`)
+        super().accumulate(learn); self._synced = None
     def counts(self):
         "The per-group `(correct, total)` of every process together."
         if self.total is None or _world() == 1: return self.correct, self.total
@@ -149,6 +186,8 @@ class SyncedGroupMetric(GroupMetric):
         if self.kind == 'group': return (c[self.group] / t[self.group]).item() if t[self.group] > 0 else float('nan')
         return accuracy_from_counts(c, t, self.kind, self.info)
 
-def distributed_group_metrics(info:GroupInfo, per_group:bool=False):
+# %% ../nbs/00b_metrics.ipynb #53366dee
+def distributed_group_metrics(info:GroupInfo,         # the groups (as `group_metrics`)
+                              per_group:bool=False):  # also each group's accuracy
     "`group_metrics(info, per_group)` as `SyncedGroupMetric`s."
     return [SyncedGroupMetric(m.kind, info, group=m.group) for m in group_metrics(info, per_group)]

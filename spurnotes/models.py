@@ -19,39 +19,52 @@ __all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'MaskTuneCNN
 class MaskTuneCNN(nn.Module):
     "The MaskTune authors' Biased-MNIST network: 4 unpadded conv-BN-ReLU (16, 16, 32, 32; max-pool after the 2nd and 4th), 512-256-classes head."
     arch = 'masktune_cnn'   # its CAM layer, `features`, is the ReLU after the 4th convolution: 8x8 maps on 28x28 inputs
-    def __init__(self, in_channels:int=3, n_classes:int=2):
+    def __init__(self,
+                 in_channels:int=3,  # channels of the 28x28 input images
+                 n_classes:int=2):   # outputs of the head
         super().__init__()
         cbr = lambda i, o: [nn.Conv2d(i, o, 3), nn.BatchNorm2d(o), nn.ReLU()]
         self.features = nn.Sequential(*cbr(in_channels, 16), *cbr(16, 16), nn.MaxPool2d(2), *cbr(16, 32), *cbr(32, 32))
         self.head = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, n_classes))
-    def forward(self, x): return self.head(self.features(x))
+    def forward(self, x):  # images (N, in_channels, 28, 28)
+        return self.head(self.features(x))
 
+# %% ../nbs/00c_models.ipynb #5c1176c8
 class SmallCNN(nn.Module):
     "Two conv blocks (conv-BN-ReLU, max-pool after the first), then max-pool to 7x7 and a two-layer head (location-aware, like MNIST CNNs)."
     arch = 'small_cnn'
-    def __init__(self, in_channels:int=3, n_classes:int=2, width:int=32, hidden:int=128):
+    def __init__(self,
+                 in_channels:int=3,  # channels of the input images
+                 n_classes:int=2,    # outputs of the head
+                 width:int=32,       # channels of the first conv block (the second has twice as many)
+                 hidden:int=128):    # units of the head's hidden layer
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2))
         self.features = nn.Sequential(nn.Conv2d(width, 2*width, 3, padding=1), nn.BatchNorm2d(2*width), nn.ReLU())
         self.head = nn.Sequential(nn.AdaptiveMaxPool2d(7), nn.Flatten(), nn.Linear(2*width*49, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
-    def forward(self, x): return self.head(self.features(self.stem(x)))
+    def forward(self, x):  # images (N, in_channels, H, W), e.g. 28x28
+        return self.head(self.features(self.stem(x)))
 
-def mlp(n_in:int, hidden=(256,), n_out:int=10):
+def mlp(n_in:int,        # input features: the flattened image's size, e.g. 784
+        hidden=(256,),   # width of each hidden layer (a ReLU after each)
+        n_out:int=10):   # outputs (classes)
     "A flattening MLP, e.g. `mlp(784, (256,), 10)` (the paper's MLP) or `mlp(784, (256,)*3, 10)` (LargeMLP)."
     layers, d = [nn.Flatten()], n_in
     for h in hidden: layers += [nn.Linear(d, h), nn.ReLU()]; d = h
     return nn.Sequential(*layers, nn.Linear(d, n_out))
-
 
 # %% ../nbs/00c_models.ipynb #0c5a7673
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 class Normalize(nn.Module):
     "Per-channel normalisation as the model's first layer: `(x - mean) / std`."
-    def __init__(self, mean, std):
+    def __init__(self,
+                 mean,   # per-channel means, e.g. `IMAGENET_STATS[0]`
+                 std):   # per-channel standard deviations, e.g. `IMAGENET_STATS[1]`
         super().__init__()
         self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1)); self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
-    def forward(self, x): return (x - self.mean) / self.std
+    def forward(self, x):  # images (N, C, H, W) in [0, 1]
+        return (x - self.mean) / self.std
 
 # torchvision name -> (its last conv block: the CAM layer, its classification layer), paths inside the torchvision model
 TORCHVISION_BACKBONES = {
@@ -63,11 +76,12 @@ TORCHVISION_BACKBONES = {
     'mobilenet_v3_large': ('features', 'classifier.3'),
     'vgg16_bn': ('features', 'classifier.6')}
 
+# %% ../nbs/00c_models.ipynb #04a6c935
 # every backbone `make_backbone` builds -> the module `cam_layer` returns, as a path in the model it returns
 CAM_LAYERS = {'masktune_cnn': 'features', 'small_cnn': 'features', 'mlp': None,
               **{k: f'net.{cam}' for k, (cam, _) in TORCHVISION_BACKBONES.items()}}
 
-def cam_layer(model:nn.Module):
+def cam_layer(model:nn.Module):  # a backbone of `make_backbone`, or a model whose `cam_layer` names a submodule
     "The module whose output saliency methods explain: `CAM_LAYERS[model.arch]`, else the model's `cam_layer` attribute (default `features`)."
     arch = getattr(model, 'arch', None)
     name = CAM_LAYERS[arch] if arch in CAM_LAYERS else getattr(model, 'cam_layer', 'features')
@@ -80,7 +94,9 @@ def _check_arch(arch):
         raise ValueError(f"Unknown backbone {arch!r}: expected 'masktune_cnn', 'small_cnn', 'mlp' or a torchvision model of "
                          f"TORCHVISION_BACKBONES ({', '.join(TORCHVISION_BACKBONES)}); add a name there with its CAM and head layers.")
 
-def tv_weights(arch:str='resnet50', weights:str='DEFAULT'):
+# %% ../nbs/00c_models.ipynb #2eee53c1
+def tv_weights(arch:str='resnet50',     # a torchvision model name, e.g. a key of `TORCHVISION_BACKBONES`
+               weights:str='DEFAULT'):  # 'DEFAULT' or the name of a member, e.g. 'IMAGENET1K_V2'
     "torchvision's weights enum member `weights` ('DEFAULT', 'IMAGENET1K_V2', ...) of `arch`."
     import torchvision
     try: ws = torchvision.models.get_model_weights(arch)
@@ -88,13 +104,18 @@ def tv_weights(arch:str='resnet50', weights:str='DEFAULT'):
     try: return ws.DEFAULT if weights == 'DEFAULT' else ws[weights]
     except KeyError: raise ValueError(f"No torchvision weights {weights!r} for {arch!r}: expected 'DEFAULT' or one of {[w.name for w in ws]}.") from None
 
-def weights_path(arch:str='resnet50', weights:str='DEFAULT'):
+def weights_path(arch:str='resnet50',     # a torchvision model name
+                 weights:str='DEFAULT'):  # 'DEFAULT' or the name of a member, e.g. 'IMAGENET1K_V2'
     "torchvision's weights enum for `arch` and `weights`, and the file where torchvision caches it (under `$TORCH_HOME`)."
     import os
     w = tv_weights(arch, weights)
     return w, Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(w.url)
 
-def load_tv_weights(net:nn.Module, arch:str, weights:str='DEFAULT', download:bool=False):
+# %% ../nbs/00c_models.ipynb #94b42db4
+def load_tv_weights(net:nn.Module,          # a torchvision `arch` with its original head
+                    arch:str,               # its torchvision name, e.g. 'resnet50'
+                    weights:str='DEFAULT',  # 'DEFAULT' or the name of a member, e.g. 'IMAGENET1K_V1'
+                    download:bool=False):   # fetch them when they are not in torchvision's cache (needs a network)
     "Load torchvision's weights into `net` (a torchvision `arch`) from the cache; fetch them only with `download=True`."
     w, path = weights_path(arch, weights)
     if not path.exists() and not download:
@@ -106,7 +127,10 @@ def load_tv_weights(net:nn.Module, arch:str, weights:str='DEFAULT', download:boo
     except RuntimeError as e: raise ValueError(f"The weights file {path} does not fit {arch}: {str(e).splitlines()[0]}") from None
     return w
 
-def backbone_transform(arch:str='resnet50', weights:str|None='DEFAULT', size:int|None=None):
+# %% ../nbs/00c_models.ipynb #b710edf2
+def backbone_transform(arch:str='resnet50',         # a torchvision model name
+                       weights:str|None='DEFAULT',  # the weights whose preprocessing is read; None: resize 256, crop 224
+                       size:int|None=None):         # output side; None: the weights' crop (the resize scales with it)
     "The weights' evaluation preprocessing (resize, centre crop, interpolation) to a `[0, 1]` tensor, without normalisation (the model does it)."
     import torchvision.transforms.v2 as T
     if weights is None: resize, crop, interp = 256, 224, T.InterpolationMode.BILINEAR
@@ -116,6 +140,7 @@ def backbone_transform(arch:str='resnet50', weights:str|None='DEFAULT', size:int
     if size is not None: resize, crop = int(round(size * resize / crop)), size
     return T.Compose([T.ToImage(), T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(crop), T.ToDtype(torch.float32, scale=True)])
 
+# %% ../nbs/00c_models.ipynb #9aec76ea
 class TorchvisionNet(nn.Module):
     "A torchvision classifier of `TORCHVISION_BACKBONES` behind its weights' normalisation, with a new `n_classes` head."
     def __init__(self, arch:str='resnet18',          # a key of `TORCHVISION_BACKBONES`
@@ -142,10 +167,15 @@ class TorchvisionNet(nn.Module):
     def features(self): return self.net.get_submodule(TORCHVISION_BACKBONES[self.arch][0])
     @property
     def head(self): return self.net.get_submodule(TORCHVISION_BACKBONES[self.arch][1])
-    def forward(self, x): return self.net(self.normalize(x))
+    def forward(self, x):  # images (N, 3, H, W) in [0, 1]
+        return self.net(self.normalize(x))
 
-def make_backbone(arch:str='small_cnn', in_channels:int=3, n_classes:int=2, pretrained:bool=False,
-                  weights:str|None=None,   # torchvision weights name for a torchvision `arch`; None: random (or 'DEFAULT' if `pretrained`)
+# %% ../nbs/00c_models.ipynb #29899bef
+def make_backbone(arch:str='small_cnn',    # 'masktune_cnn', 'small_cnn', 'mlp' or a key of `TORCHVISION_BACKBONES`
+                  in_channels:int=3,       # input channels; 3 for a torchvision model
+                  n_classes:int=2,         # outputs of the head
+                  pretrained:bool=False,   # torchvision's 'DEFAULT' weights when `weights` is None
+                  weights:str|None=None,   # torchvision weights name; None: random (or 'DEFAULT' if `pretrained`)
                   download:bool=False):    # fetch missing torchvision weights (needs a network)
     "A backbone by name: 'masktune_cnn', 'small_cnn', 'mlp' (for 28x28 inputs) or a torchvision model of `TORCHVISION_BACKBONES`."
     if arch == 'masktune_cnn': return MaskTuneCNN(in_channels, n_classes)

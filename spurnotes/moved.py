@@ -111,7 +111,7 @@ def moved_getattr(old:str,    # the old module's name, e.g. 'core'
     return partial(obj, reproducible=True) if (old, name) == ('core', 'set_seed') else obj
 
 # %% ../nbs/99_moved.ipynb #44ea77a3
-def install_old_modules(names=('core', 'data', 'benchmark')):
+def install_old_modules(names=('core', 'data', 'benchmark')):  # the 0.0.1 modules to stand in for (keys of `MOVED`)
     "Register `spurnotes.core`, `spurnotes.data` and `spurnotes.benchmark` of 0.0.1 as stand-ins whose attributes resolve through `moved_getattr`."
     import sys, types
     for old in names:

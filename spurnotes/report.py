@@ -22,7 +22,10 @@ __all__ = ['RESULT_COLUMNS', 'HEADLINE_METRICS', 'CLAIM_COLUMNS', 'VERDICTS', 'g
            'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table']
 
 # %% ../nbs/00f_report.ipynb #45374dd9
-def group_report(preds, y, a, info:GroupInfo):
+def group_report(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                 y,                # labels, N ints
+                 a,                # spurious attributes, N ints
+                 info:GroupInfo):  # the groups (with `train_counts`: the `n_train` column and the train-weighted row)
     "A DataFrame: one row per group (counts, accuracy) then worst group and the three named averages."
     correct, total = group_correct_total(preds, y, a, info)
     acc = _acc(correct, total)
@@ -35,15 +38,20 @@ def group_report(preds, y, a, info:GroupInfo):
     # labels and counts stay integers: the summary rows have none (pandas' nullable Int64, not float NaN)
     return pd.DataFrame(rows).astype({k: 'Int64' for k in ('y', 'a', 'n_train', 'n_eval')}).set_index('group')
 
-def styled_report(report:pd.DataFrame, precision:int=3):
+def styled_report(report:pd.DataFrame,  # from `group_report`
+                  precision:int=3):     # decimals shown
     "`report` (from `group_report`) for display: accuracies to `precision` digits, the summary rows' empty cells blank."
     return report.style.format(precision=precision, na_rep='')
 
-def learner_group_report(learn:Learner, dl=None):
+# %% ../nbs/00f_report.ipynb #f75556fa
+def learner_group_report(learn:Learner,  # a Learner from `erm_learner` (it carries `learn.info`)
+                         dl=None):       # a DataLoader of `(x, y, a)`; None: the validation set
     "`group_report` of `learn`'s predictions on `dl`."
     return group_report(*get_group_preds(learn, dl), learn.info)
 
-def plot_group_report(report:pd.DataFrame, ax=None, title:str|None=None):
+def plot_group_report(report:pd.DataFrame,    # from `group_report`
+                      ax=None,                # a matplotlib Axes; None: a new 6x3 figure
+                      title:str|None=None):   # the Axes' title
     "Bar plot of the group accuracies with the worst group and the averages as horizontal lines."
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     groups = report[report['n_eval'].fillna(0) > 0] if 'n_eval' in report else report
@@ -60,7 +68,9 @@ def plot_group_report(report:pd.DataFrame, ax=None, title:str|None=None):
 # %% ../nbs/00f_report.ipynb #cc86dd5e
 RESULT_COLUMNS = ['notebook', 'dataset', 'method', 'split', 'metric', 'value']
 
-def write_results(df:pd.DataFrame, name:str, out_dir):
+def write_results(df:pd.DataFrame,  # tidy rows with the columns `RESULT_COLUMNS` (and any others)
+                  name:str,         # file name without `.csv`
+                  out_dir):         # folder written to (created if missing)
     "Write a tidy results table to `out_dir/name.csv`; it needs the columns `RESULT_COLUMNS` (extra columns are kept)."
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing: raise ValueError(f"Results table lacks columns {missing}: expected at least {RESULT_COLUMNS}.")
@@ -68,19 +78,30 @@ def write_results(df:pd.DataFrame, name:str, out_dir):
     df.to_csv(out/f"{name}.csv", index=False)
     return out/f"{name}.csv"
 
-def save_figure(fig, name:str, out_dir, dpi:int=110):
+def save_figure(fig,           # a matplotlib Figure
+                name:str,      # file name without `.png`
+                out_dir,       # the figure goes to its `figures/` sub-folder (created if missing)
+                dpi:int=110):  # resolution in dots per inch
     "Save `fig` as `out_dir/figures/name.png`."
     p = Path(out_dir)/'figures'; p.mkdir(parents=True, exist_ok=True)
     fig.savefig(p/f"{name}.png", dpi=dpi, bbox_inches='tight')
     return p/f"{name}.png"
 
-def mean_std(values, digits:int=3) -> str:
+# %% ../nbs/00f_report.ipynb #5cf837cf
+def mean_std(values,         # the seeds of one measurement (NaNs are dropped)
+             digits:int=3     # decimals printed
+            ) -> str:
     "`values` (seeds of one measurement) as 'mean ± std' (sample std; a single value prints alone)."
     v = pd.Series(values, dtype=float).dropna()
     if len(v) == 0: return ''
     return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
-def mean_std_table(df:pd.DataFrame, index, columns='metric', value:str='value', digits:int=3) -> pd.DataFrame:
+def mean_std_table(df:pd.DataFrame,     # a tidy results table, one row per seed and measurement
+                   index,              # column name(s) whose values become the rows
+                   columns='metric',   # column name(s) whose values become the columns (in order of appearance)
+                   value:str='value',  # the column averaged
+                   digits:int=3        # decimals printed
+                  ) -> pd.DataFrame:
     "Pivot a tidy results table to one row per `index`, one column per `columns`, cells 'mean ± std' over the rest (the seeds)."
     index, columns = ([index] if isinstance(index, str) else list(index)), ([columns] if isinstance(columns, str) else list(columns))
     missing = [c for c in index + columns + [value] if c not in df.columns]
@@ -90,14 +111,14 @@ def mean_std_table(df:pd.DataFrame, index, columns='metric', value:str='value', 
     t = t[[c for c in dict.fromkeys(df[columns[0]]) if c in t.columns]] if len(columns) == 1 else t
     return t.fillna('')
 
-
 # %% ../nbs/00f_report.ipynb #55a89d0c
-def sem(values) -> float:
+def sem(values   # the seeds of one measurement
+       ) -> float:
     "Standard error of the mean of `values` (sample std with ddof=1 over sqrt(n)); NaN for fewer than two values."
     v = np.asarray(values, dtype=float)
     return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float('nan')
 
-def mean_sem(values):
+def mean_sem(values):  # the seeds of one measurement
     "`(mean, sem)` of `values` (`sem`: NaN for a single value)."
     v = np.asarray(values, dtype=float)
     return float(v.mean()), sem(v)
@@ -105,9 +126,10 @@ def mean_sem(values):
 # %% ../nbs/00f_report.ipynb #8d33fd4e
 HEADLINE_METRICS = ['worst group', 'average (plain)']   # what a headline shows unless a notebook says otherwise
 
-def headline_table(rows:pd.DataFrame,                  # tidy results rows (`RESULT_COLUMNS`, optionally `seed` and `selection`) to show
+def headline_table(rows:pd.DataFrame,                  # tidy rows to show (`RESULT_COLUMNS`, optionally `seed` and `selection`)
                    metrics=HEADLINE_METRICS,           # metric columns, in order
-                   keys=('dataset', 'split', 'method', 'selection')) -> pd.DataFrame:  # one row per combination (those present)
+                   keys=('dataset', 'split', 'method', 'selection')  # one row per combination (of the columns present)
+                  ) -> pd.DataFrame:
     "One row per `keys` combination: the number of seeds and the mean of each of `metrics` over them."
     keys = [k for k in keys if k in rows.columns]
     d = rows[rows['metric'].isin(metrics)]
@@ -118,7 +140,9 @@ def headline_table(rows:pd.DataFrame,                  # tidy results rows (`RES
     t.columns.name = None
     return t.reset_index()
 
-def write_headline(table:pd.DataFrame, notebook:str, out_dir):
+def write_headline(table:pd.DataFrame,  # from `headline_table`
+                   notebook:str,        # the notebook's name, e.g. '02_rare_spurious' (the file's name)
+                   out_dir):            # results folder: the table goes to its `headlines/` sub-folder
     "Write a notebook's headline table (`headline_table`) to `out_dir/headlines/notebook.csv`."
     p = Path(out_dir)/'headlines'; p.mkdir(parents=True, exist_ok=True)
     table.to_csv(p/f"{notebook}.csv", index=False)
@@ -128,7 +152,8 @@ def write_headline(table:pd.DataFrame, notebook:str, out_dir):
 CLAIM_COLUMNS = ['claim', 'paper', 'here', 'verdict', 'rule']
 VERDICTS = ('reproduced', 'partly', 'not reproduced here')
 
-def claims_table(rows) -> pd.DataFrame:
+def claims_table(rows   # one dict per claim, with at least `CLAIM_COLUMNS`
+                ) -> pd.DataFrame:
     "A paper notebook's closing table: one row per claim with `CLAIM_COLUMNS` (paper's number, ours, the verdict its rule gives)."
     df = pd.DataFrame(list(rows))
     missing = [c for c in CLAIM_COLUMNS if c not in df.columns]
