@@ -23,7 +23,7 @@ def xgradcam(model:nn.Module,       # a classifier returning logits
              layer:nn.Module,       # the conv block whose output is explained (e.g. `model.features`)
              x:torch.Tensor,        # a batch of inputs (N, C, H, W) on the model's device
              target=None,           # class per image; default: the predicted class
-             dtype=None):           # autocast dtype of the forward and backward (e.g. the learner's, `learner_precision`); None: full precision
+             dtype=None):           # autocast dtype of forward and backward (`learner_precision`); None: full precision
     "XGradCAM maps `(N, h, w)` at `layer`'s resolution (ReLU'd, not normalised, float32) and the logits, model in eval mode."
     was_training = model.training
     model.eval()
@@ -39,19 +39,24 @@ def xgradcam(model:nn.Module,       # a classifier returning logits
     finally: model.train(was_training)
     return cam, logits.detach().float()
 
-def minmax(h:torch.Tensor):
+def minmax(h:torch.Tensor):  # maps (N, H, W)
     "Min-max normalise each map of a batch `(N, H, W)` to [0, 1] (eps 1e-7, as `pytorch_grad_cam`)."
     h = h - h.flatten(1).min(1).values.view(-1, 1, 1)
     return h / (1e-7 + h.flatten(1).max(1).values.view(-1, 1, 1))
 
-def saliency_heat(model:nn.Module, layer:nn.Module, x:torch.Tensor, target=None, dtype=None):
+def saliency_heat(model:nn.Module,  # a classifier returning logits
+                  layer:nn.Module,  # the conv block whose output is explained (e.g. `cam_layer(model)`)
+                  x:torch.Tensor,   # a batch of inputs (N, C, H, W) on the model's device
+                  target=None,      # class per image; default: the predicted class
+                  dtype=None):      # autocast dtype (as `xgradcam`); None: full precision
     "Per-image heat in [0, 1] at input resolution `(N, H, W)`: XGradCAM (under autocast `dtype` if given), min-max, bilinear upsampling, min-max."
     cam, _ = xgradcam(model, layer, x, target, dtype)
     up = F.interpolate(minmax(cam)[:, None], size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
     return minmax(up)
 
 # %% ../nbs/00e_saliency.ipynb #c4d89d49
-def saliency_threshold(heat:torch.Tensor, k:float=2.):
+def saliency_threshold(heat:torch.Tensor,  # heat maps (N, H, W), e.g. from `saliency_heat`
+                       k:float=2.):        # standard deviations above the mean
     "Per-image threshold `mean + k*std` of the positive heat values of `heat` (N, H, W)."
     pos = heat > 0
     n = pos.sum((1, 2)).clamp(min=1)
@@ -59,17 +64,20 @@ def saliency_threshold(heat:torch.Tensor, k:float=2.):
     var = (((heat - mean.view(-1, 1, 1)) ** 2) * pos).sum((1, 2)) / n
     return mean + k * var.sqrt()
 
-def saliency_mask(heat:torch.Tensor, k:float=2.):
+def saliency_mask(heat:torch.Tensor,  # heat maps (N, H, W), e.g. from `saliency_heat`
+                  k:float=2.):        # the threshold's standard deviations above the mean (`saliency_threshold`)
     "Boolean mask `(N, H, W)` of the pixels whose heat exceeds the per-image threshold."
     return heat > saliency_threshold(heat, k).view(-1, 1, 1)
 
-def apply_mask(x:torch.Tensor, mask:torch.Tensor):
+def apply_mask(x:torch.Tensor,      # images (N, C, H, W) in raw pixel space
+               mask:torch.Tensor):  # (N, H, W) bool: the pixels zeroed
     "Images `x` (N, C, H, W) in raw pixel space with the pixels of `mask` (N, H, W) set to 0 in every channel."
     if mask.shape != (x.shape[0], *x.shape[2:]):
         raise ValueError(f"mask has shape {tuple(mask.shape)}; expected (N, H, W) = {(x.shape[0], *x.shape[2:])}, one map per image at input resolution.")
     return x.masked_fill(mask[:, None].to(x.device), 0.)
 
-def random_square_mask(mask:torch.Tensor, generator:torch.Generator|None=None):
+def random_square_mask(mask:torch.Tensor,                       # (N, H, W) bool: each square has its image's mask area
+                       generator:torch.Generator|None=None):   # draws the places, on its device; None: torch's global RNG
     "Random-mask ablation: per image a square of the same area as `mask`'s, at a uniformly random place (drawn on `generator`'s device)."
     n, h, w = mask.shape
     dev = generator.device if generator is not None else mask.device
@@ -82,18 +90,24 @@ def random_square_mask(mask:torch.Tensor, generator:torch.Generator|None=None):
 
 
 # %% ../nbs/00e_saliency.ipynb #bc6a7d2b
-def saliency_share(heat:torch.Tensor, region:torch.Tensor):
+def saliency_share(heat:torch.Tensor,    # heat maps (N, H, W), e.g. from `saliency_heat`
+                   region:torch.Tensor):  # bool, (H, W) for every image or (N, H, W)
     "Per image, the fraction of the heat `(N, H, W)` inside `region` (`(H, W)` or `(N, H, W)` bool)."
     region = region.to(heat.device).expand_as(heat)
     return (heat * region).sum((1, 2)) / heat.sum((1, 2)).clamp(min=1e-12)
 
-def masked_share(masks:torch.Tensor, region:torch.Tensor):
+def masked_share(masks:torch.Tensor,    # (N, H, W) bool, e.g. from `saliency_mask`
+                 region:torch.Tensor):  # bool, (H, W) for every image or (N, H, W)
     "Per image, the fraction of `region`'s pixels (`(H, W)` or `(N, H, W)` bool) that `masks` `(N, H, W)` hides (NaN if the region is empty)."
     region = region.to(masks.device).expand_as(masks)
     n = region.sum((1, 2)).float()
     return (masks & region).sum((1, 2)).float() / torch.where(n > 0, n, float('nan'))
 
-def dataset_heat(model:nn.Module, layer:nn.Module, ds:GroupDataset, bs:int=256, device=None):
+def dataset_heat(model:nn.Module,    # a classifier returning logits
+                 layer:nn.Module,    # the conv block whose output is explained (e.g. `cam_layer(model)`)
+                 ds:GroupDataset,    # the images, `(x, y, a)`
+                 bs:int=256,         # batch size
+                 device=None):       # where the maps are computed; None: the model's device
     "Saliency heat `(N, H, W)` of every image of `ds`, on the CPU."
     device = device or next(model.parameters()).device
     return torch.cat([saliency_heat(model, layer, x).cpu() for x, _, _ in group_dl(ds, bs=bs, device=device)])
