@@ -39,6 +39,7 @@ def xgradcam(model:nn.Module,       # a classifier returning logits
     finally: model.train(was_training)
     return cam, logits.detach().float()
 
+# %% ../nbs/00e_saliency.ipynb #0b597fe4
 def minmax(h:torch.Tensor):  # maps (N, H, W)
     "Min-max normalise each map of a batch `(N, H, W)` to [0, 1] (eps 1e-7, as `pytorch_grad_cam`)."
     h = h - h.flatten(1).min(1).values.view(-1, 1, 1)
@@ -64,6 +65,7 @@ def saliency_threshold(heat:torch.Tensor,  # heat maps (N, H, W), e.g. from `sal
     var = (((heat - mean.view(-1, 1, 1)) ** 2) * pos).sum((1, 2)) / n
     return mean + k * var.sqrt()
 
+# %% ../nbs/00e_saliency.ipynb #4a5c8456
 def saliency_mask(heat:torch.Tensor,  # heat maps (N, H, W), e.g. from `saliency_heat`
                   k:float=2.):        # the threshold's standard deviations above the mean (`saliency_threshold`)
     "Boolean mask `(N, H, W)` of the pixels whose heat exceeds the per-image threshold."
@@ -87,7 +89,6 @@ def random_square_mask(mask:torch.Tensor,                       # (N, H, W) bool
     r, c = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
     out = (r >= top.view(n, 1, 1)) & (r < (top + side).view(n, 1, 1)) & (c >= left.view(n, 1, 1)) & (c < (left + side).view(n, 1, 1))
     return out.to(mask.device)
-
 
 # %% ../nbs/00e_saliency.ipynb #bc6a7d2b
 def saliency_share(heat:torch.Tensor,    # heat maps (N, H, W), e.g. from `saliency_heat`
