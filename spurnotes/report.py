@@ -17,9 +17,10 @@ from .metrics import group_correct_total, accuracy_from_counts, _acc, SUMMARIES
 from .learner import get_group_preds
 
 # %% auto #0
-__all__ = ['RESULT_COLUMNS', 'HEADLINE_METRICS', 'CLAIM_COLUMNS', 'VERDICTS', 'group_report', 'styled_report',
+__all__ = ['RESULT_COLUMNS', 'HEADLINE_METRICS', 'CLAIM_COLUMNS', 'VERDICTS', 'RULE_VERDICTS', 'group_report', 'styled_report',
            'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'mean_std', 'mean_std_table',
-           'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table']
+           'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table', 'paired_effects', 'effect_interval',
+           'seeds_needed', 'decide', 'verdict_text']
 
 # %% ../nbs/00f_report.ipynb #45374dd9
 def group_report(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
@@ -150,7 +151,7 @@ def write_headline(table:pd.DataFrame,  # from `headline_table`
 
 # %% ../nbs/00f_report.ipynb #claims0ex
 CLAIM_COLUMNS = ['claim', 'paper', 'here', 'verdict', 'rule']
-VERDICTS = ('reproduced', 'partly', 'not reproduced here')
+VERDICTS = ('reproduced', 'partly', 'not reproduced here', 'inconclusive')   # 'partly': the notebooks' older rules, being replaced by `decide`
 
 def claims_table(rows   # one dict per claim, with at least `CLAIM_COLUMNS`
                 ) -> pd.DataFrame:
@@ -162,3 +163,77 @@ def claims_table(rows   # one dict per claim, with at least `CLAIM_COLUMNS`
     if bad: raise ValueError(f"claims_table: verdicts {bad} are not among {list(VERDICTS)}.")
     return df[CLAIM_COLUMNS + [c for c in df.columns if c not in CLAIM_COLUMNS]]
 
+
+# %% ../nbs/00f_report.ipynb #f3b85c3c
+RULE_VERDICTS = ('reproduced', 'not reproduced here', 'inconclusive')   # what `decide` says
+
+def _effects(effects):
+    "Per-seed effects as a float array, checked: at least two, no NaN."
+    e = np.asarray(pd.Series(effects).to_numpy() if isinstance(effects, (pd.Series, dict)) else effects, dtype=float).ravel()
+    if len(e) < 2: raise ValueError(f"decide: {len(e)} effect(s); a verdict needs at least 2 seeds (paired effects, one per seed).")
+    if np.isnan(e).any(): raise ValueError(f"decide: effects {e.tolist()} hold NaN: drop the failed seed from both sides of the pair first.")
+    return e
+
+def paired_effects(method:dict, baseline:dict) -> pd.Series:
+    "Per-seed `method - baseline` (each a mapping seed -> value, e.g. a Series indexed by seed), checked to pair the same seeds."
+    m, b = pd.Series(method, dtype=float), pd.Series(baseline, dtype=float)
+    if set(m.index) != set(b.index):
+        raise ValueError(f"paired_effects: the seeds differ (method {sorted(m.index)}, baseline {sorted(b.index)}): pair each seed with itself.")
+    return (m - b.reindex(m.index)).sort_index()
+
+# %% ../nbs/00f_report.ipynb #917f42a1
+def effect_interval(effects,                 # per-seed effects (>= 2)
+                    level:float=0.95,        # two-sided confidence level
+                    method:str='t'):         # 't': interval of the mean; 'median': order-statistic interval of the median
+    "`(estimate, low, high)` of the effect: the mean with its t interval, or the median with its distribution-free interval."
+    from scipy import stats
+    e = _effects(effects); n = len(e)
+    if method == 't':
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * e.std(ddof=1) / np.sqrt(n)
+        return float(e.mean()), float(e.mean() - half), float(e.mean() + half)
+    if method == 'median':
+        s = np.sort(e)
+        # the widest k with P(Bin(n, 1/2) < k) <= (1 - level) / 2: [s[k-1], s[n-k]] covers the median with >= level
+        k = max(1, int(stats.binom.ppf((1 - level) / 2, n, 0.5)))
+        while k > 1 and stats.binom.cdf(k - 1, n, 0.5) > (1 - level) / 2: k -= 1
+        return float(np.median(e)), float(s[k - 1]), float(s[n - k])
+    raise ValueError(f"method={method!r}: expected 't' (mean) or 'median' (bimodal outcomes).")
+
+# %% ../nbs/00f_report.ipynb #903be99b
+def seeds_needed(effects, threshold:float=0., level:float=0.95) -> int|None:
+    "Roughly how many seeds the t interval would need to clear `threshold` at the observed mean and spread (None: the mean is on it)."
+    from scipy import stats
+    e = _effects(effects)
+    gap, sd = abs(e.mean() - threshold), e.std(ddof=1)
+    if gap == 0: return None
+    n = len(e)
+    while stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n) >= gap and n < 10_000: n += 1
+    return n
+
+# %% ../nbs/00f_report.ipynb #a92025c9
+def decide(effects,                 # per-seed paired effects (method - baseline per seed, or a per-seed statistic)
+           threshold:float=0.,      # the claim's bar: 0 for "raises", 0.15 for "by 15 points"
+           level:float=0.95,        # two-sided confidence level of the interval
+           method:str='t',          # 't' (mean) or 'median' (bimodal outcomes)
+           halves:bool=True):       # replicate on two disjoint halves of the seeds (alternate seeds)
+    "The verdict of a claim from its effects: a dict with verdict, estimate, interval, n, seeds needed and the halves' verdicts."
+    e = _effects(effects)
+    est, low, high = effect_interval(e, level, method)
+    v = 'reproduced' if low > threshold else 'not reproduced here' if high < threshold else 'inconclusive'
+    out = dict(verdict=v, estimate=est, low=low, high=high, n=len(e), level=level, method=method, threshold=threshold,
+               seeds_needed=seeds_needed(e, threshold, level) if v == 'inconclusive' else None, halves=None)
+    if halves and len(e) >= 4:
+        side = lambda x: np.sign((np.median(x) if method == 'median' else x.mean()) - threshold)
+        out['halves'] = (float(side(e[0::2])), float(side(e[1::2])))
+        if v != 'inconclusive' and not all(s == side(e) for s in out['halves']): out['verdict'] = 'inconclusive'
+    return out
+
+# %% ../nbs/00f_report.ipynb #0151285a
+def verdict_text(d:dict,             # what `decide` returned
+                 scale:float=100.,   # shown in points (100) or as is (1)
+                 unit:str=' pts'):   # after each number
+    "A claims-table cell: the estimate, its interval and n, e.g. '+12.3 pts [+4.1, +20.5], n=8'."
+    f = lambda v: f"{scale * v:+.1f}{unit}" if unit else f"{scale * v:+.3f}"
+    s = f"{f(d['estimate'])} [{f(d['low'])}, {f(d['high'])}], n={d['n']}"
+    if d.get('seeds_needed'): s += f"; ~{d['seeds_needed']} seeds to decide"
+    return s
