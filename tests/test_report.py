@@ -62,3 +62,35 @@ def test_claims_table_checks_its_rows():
     assert list(claims_table([row]).columns[:5]) == ['claim', 'paper', 'here', 'verdict', 'rule']
     with pytest.raises(ValueError, match=r"rows lack \['rule'\]"): claims_table([{k: v for k, v in row.items() if k != 'rule'}])
     with pytest.raises(ValueError, match=r"verdicts \['maybe'\] are not among"): claims_table([{**row, 'verdict': 'maybe'}])
+
+# ---- the decision rule ----
+from spurnotes.report import decide, effect_interval, paired_effects, seeds_needed
+
+@pytest.mark.parametrize('seed', range(5))
+def test_decide_on_constructed_effects(seed):
+    rng = np.random.default_rng(seed)
+    assert decide(rng.normal(0.25, 0.05, 8))['verdict'] == 'reproduced'
+    assert decide(rng.normal(-0.25, 0.05, 8))['verdict'] == 'not reproduced here'
+    assert decide(rng.normal(0.25, 0.05, 8), threshold=0.5)['verdict'] == 'not reproduced here'
+    works = rng.random(10) < 0.9                                           # bimodal: a seed works (+0.6) or collapses (-0.4)
+    eff = np.where(works, 0.6, -0.4) + rng.normal(0, 0.02, 10)
+    d = decide(eff, method='median')
+    assert d['verdict'] == ('reproduced' if works.sum() >= 9 else 'inconclusive')
+
+def test_noise_is_inconclusive_most_of_the_time():
+    rng = np.random.default_rng(0)
+    verdicts = [decide(rng.normal(0, 0.1, 6))['verdict'] for _ in range(200)]
+    assert verdicts.count('inconclusive') / 200 > 0.9     # a 95% interval: about 5% decisive by chance
+
+def test_t_interval_matches_scipy():
+    from scipy import stats
+    e = np.array([0.1, 0.3, 0.2, 0.5, 0.15])
+    lo, hi = stats.t.interval(0.9, len(e) - 1, loc=e.mean(), scale=stats.sem(e))
+    assert effect_interval(e, 0.9)[1:] == pytest.approx((lo, hi))
+    assert seeds_needed([0.1, -0.05, 0.2, 0.0]) > 4 and seeds_needed([0.0, 0.0]) is None
+
+def test_decide_bad_input():
+    with pytest.raises(ValueError, match="needs at least 2 seeds"): decide([0.3])
+    with pytest.raises(ValueError, match="hold NaN"): decide([0.3, float('nan'), 0.2])
+    with pytest.raises(ValueError, match="the seeds differ"): paired_effects({0: .5, 1: .6}, {0: .4})
+    with pytest.raises(ValueError, match="method='mode'"): effect_interval([0.1, 0.2], method='mode')
