@@ -67,7 +67,8 @@ def site(tmp_path_factory):
             pages[name] = dict(
                 mathjax=js('return document.documentElement.dataset.mathjax || ""'),
                 text=js('return document.getElementById("content").innerText'), prose=js(VISIBLE_PROSE),
-                sidebar=js('return [...document.querySelectorAll("#sidebar a.site-title, #sidebar > ul > li > a")].map(a => a.href)'),
+                sidebar=js('return [...document.querySelectorAll("#sidebar a.site-title, #sidebar li > a:not(.toc a)")].map(a => a.href)'),
+                sections=js('return [...document.querySelectorAll("#sidebar li.sidebar-section")].map(s => [s.querySelector(".section-title").innerText, [...s.querySelectorAll(":scope > ul > li > a")].map(a => a.href.split("/").pop())])'),
                 links=js('return [...document.querySelectorAll("#content a[href], #sidebar .toc a")].map(a => a.href)'),
                 broken_imgs=js('return [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src.slice(0, 100))'),
                 n_imgs=js('return document.images.length'), n_tables=js('return document.querySelectorAll("#content table").length'),
@@ -101,6 +102,17 @@ def test_sidebar_links_resolve(site):
         targets = [local(u)[0] for u in p['sidebar']]
         assert [t.name for t in targets[1:]] == site['order'], (name, 'sidebar order', [t.name for t in targets])
         assert all(t.is_file() for t in targets), (name, [str(t) for t in targets if not t.is_file()])
+
+def test_sidebar_sections(site):
+    "The sidebar groups the pages under nbs/sidebar.yml's sections, in its order: Foundations, Papers, Tools"
+    preview = _load_preview()
+    want = [(t, [n.replace('.ipynb', '') for n in names]) for t, names in preview.sidebar_sections() if t]
+    assert [t for t, _ in want] == ['Foundations', 'Papers', 'Tools'], want
+    hrefs = dict(zip([Path(n).stem for n in preview.sidebar_order()], site['order']))   # notebook -> page (nbdev's output-file)
+    for name, p in site['pages'].items():
+        got = [(t.upper(), pages) for t, pages in p['sections']]
+        assert got == [(t.upper(), [hrefs[n] for n in names]) for t, names in want], (name, got)
+    assert hrefs['01_testbeds'] in [pg for t, pgs in site['pages']['index.html']['sections'] if t.upper() == 'FOUNDATIONS' for pg in pgs]
 
 def test_local_links_and_anchors_resolve(site):
     "nbdev's doc links and the links between notebooks point at pages of this site, and at ids on them"
@@ -162,7 +174,7 @@ def test_quarto_cell_options():
     preview = _load_preview()
     md = lambda s: new_output('execute_result', data={'text/markdown': s, 'text/plain': 'x'}, execution_count=1)
     nb = new_notebook(cells=[
-        new_markdown_cell('A link to [the data page](01_data.ipynb) and `x` doc link [`f`](https://spurnotes.github.io/spurnotes/core.html#f).'),
+        new_markdown_cell('A link to [the testbeds page](01_testbeds.ipynb) and `x` doc link [`f`](https://spurnotes.github.io/spurnotes/core.html#f).'),
         new_code_cell('#| echo: false\nhidden_code_1()', outputs=[new_output('stream', name='stdout', text='shown output 1')]),
         new_code_cell('#| output: false\nshown_code_2()', outputs=[new_output('stream', name='stdout', text='hidden output 2')]),
         new_code_cell('#| include: false\nhidden_code_3()', outputs=[new_output('stream', name='stdout', text='hidden output 3')]),
@@ -172,7 +184,7 @@ def test_quarto_cell_options():
         new_code_cell('w', outputs=[new_output('display_data', data={'application/vnd.jupyter.widget-view+json': {'model_id': 'm'},
                                                                      'text/plain': 'interactive(children=...)'})]),
     ], metadata={'language_info': {'name': 'python'}})
-    body = preview.fix_html(preview.to_html(nb), {'01_data.ipynb': 'data.html'}, 'https://spurnotes.github.io/spurnotes')
+    body = preview.fix_html(preview.to_html(nb), {'01_testbeds.ipynb': 'testbeds.html'}, 'https://spurnotes.github.io/spurnotes')
     assert 'hidden_code_1' not in body and 'shown output 1' in body
     assert 'shown_code_2' in body and 'hidden output 2' not in body
     assert 'hidden_code_3' not in body and 'hidden output 3' not in body
@@ -180,5 +192,5 @@ def test_quarto_cell_options():
     assert re.search(r'<details class="code-fold"><summary>Code</summary>\s*<div class="sourceCode cell-code">.*folded_code_5', body, re.S)
     assert 'warned_6' in body and 'hidden warning 6' not in body
     assert 'interactive(children' not in body and 'widget-note' in body
-    assert 'href="data.html"' in body and 'href="core.html#f"' in body
+    assert 'href="testbeds.html"' in body and 'href="core.html#f"' in body
     assert '#|' not in body and 'In&nbsp;[' not in body

@@ -6,7 +6,9 @@ usage: python tools/make_readme.py [--execute] [--check]
              results/), clean it with nbdev-clean, then write README.md: the one command that refreshes both
   --check    exit 1 if README.md differs from what the notebook gives (used by the tests)
 
-nbdev directives are honoured the way nbdev's docs do: `#| hide` drops a cell, `#| echo: false` keeps only its output.
+nbdev directives are read and applied by nbdev itself: the notebook goes through nbdev's `NBProcessor` with its `hide_`
+processor (as nbdev's docs build does), so `#| hide` drops a cell and every directive line leaves the code; the
+cell's directives (nbdev's parse, `cell.directives_`) then decide the rest: `#| echo: false` keeps only the output.
 Outputs: text/markdown verbatim, text/plain in a fence; an image output whose text form is a Markdown image
 (`![alt](results/figures/x.png)`, as the index writes it) becomes that image, others are left to the docs site.
 Links are made to work on GitHub from the repository root: `NN_name.ipynb` -> `nbs/NN_name.ipynb`, and the local
@@ -15,18 +17,13 @@ Colab badge image (nbs/images/, for the offline site) -> the badge Colab serves.
 import os, re, sys
 from pathlib import Path
 import nbformat
+from fastcore.nbio import read_nb
+from nbdev.process import NBProcessor
+from nbdev.processors import hide_
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT/'nbs'/'index.ipynb'
 COLAB_BADGE = 'https://colab.research.google.com/assets/colab-badge.svg'
-
-def _directives(src):
-    d = {}
-    for line in src.splitlines():
-        if line.startswith('#|'):
-            k, _, v = line[2:].strip().partition(':')
-            d[k.strip()] = v.strip() or True
-    return d
 
 def _links(md:str) -> str:
     "Links of the docs site (relative to nbs/) as links that work in the README (relative to the repository root)."
@@ -43,14 +40,14 @@ def _output(o):
     if o.get('output_type') == 'stream' and o.get('name') == 'stdout': return "```\n" + ''.join(o['text']).rstrip() + "\n```"
 
 def readme_text(nb):
+    "The README's Markdown from a notebook read by nbdev (`fastcore.nbio.read_nb`)."
+    nb = NBProcessor(nb=nb, procs=[hide_], rm_directives=True, process=True).nb   # hidden cells gone, directive lines too
     parts = []
     for c in nb.cells:
         if c.cell_type == 'markdown': parts.append(c.source.strip()); continue
         if c.cell_type != 'code': continue
-        d = _directives(c.source)
-        if d.get('hide') is True or 'default_exp' in d: continue
-        code = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|')).strip()
-        if code and d.get('echo') != 'false': parts.append(f"```python\n{code}\n```")
+        code = c.source.strip()
+        if code and c.directives_.get('echo') != 'false': parts.append(f"```python\n{code}\n```")
         parts += [_output(o) for o in c.get('outputs', [])]
     body = _links('\n\n'.join(p for p in parts if p))
     return "<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->\n\n" + body + '\n'
@@ -69,7 +66,7 @@ def execute_index():
 
 def main(argv):
     if '--execute' in argv: execute_index()
-    text = readme_text(nbformat.read(NB, as_version=4))
+    text = readme_text(read_nb(NB))
     readme = ROOT/'README.md'
     if '--check' in argv:
         if not readme.exists() or readme.read_text() != text:

@@ -8,10 +8,12 @@ with nbconvert (the template below), doing what Quarto does with it:
 - the front matter's title and description head the page, saved under its `output-file` (04_data_mixing -> data_mixing.html);
 - the cell options `#| echo: false` (outputs only), `output: false`, `include: false`, `warning: false`,
   `output: asis` (the output is markdown of the page, as show_doc needs) and `code-fold: true|show` (a <details>);
-  option lines never show in the code;
+  option lines never show in the code. Front matter and cell options are read with nbdev's own parsers (fastcore.nbio,
+  which nbdev's processors use: `cell_frontmatter`, `NbCell.directives`, `remove_directives`), not by hand;
 - nbdev's doc links (https://spurnotes.github.io/spurnotes/PAGE.html#name) and links to `NN_name.ipynb` become local;
   headings get Quarto's (pandoc's) ids, so `#name` anchors resolve;
-- the sidebar lists nbs/sidebar.yml's pages in reading order, with prev/next links at the bottom (page-navigation);
+- the sidebar lists nbs/sidebar.yml's pages in reading order under its sections (Foundations, Papers, Tools), with
+  prev/next links at the bottom (page-navigation);
 - maths is typeset offline by MathJax 3, from npm's tarball (cached under ~/.cache/spurnotes) copied into _site/mathjax;
 - widget outputs show their static fallback, never an empty box.
 Options: --out DIR (default _site/), NOTEBOOK ... to render only those pages (the sidebar still lists every page).
@@ -19,6 +21,7 @@ Options: --out DIR (default _site/), NOTEBOOK ... to render only those pages (th
 import argparse, html, os, re, shutil, subprocess, sys, tarfile, time
 from pathlib import Path
 import jinja2, nbformat, yaml
+from fastcore.nbio import NbCell, cell_frontmatter
 from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 
@@ -26,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS, PROC = ROOT/'nbs', ROOT/'_proc'
 MATHJAX, CACHE = '3.2.2', Path.home()/'.cache'/'spurnotes'
 WIDGET = 'application/vnd.jupyter.widget-view+json'
-OPTION = re.compile(r'^\s*#\|\s*([\w-]+)\s*(?::\s*(.*?))?\s*$')
 
 # Quarto's HTML structure for cells (div.cell, div.cell-code, div.cell-output-stdout/-stderr/-display), so that
 # nbs/styles.css applies as on the real site. No prompts anywhere.
@@ -94,7 +96,7 @@ def run_nbdev_proc(retry=True):
     if missing and retry: return run_nbdev_proc(retry=False)   # another nbdev run cleared _proc/ meanwhile
     if missing: sys.exit(f"nbdev's processing left out {missing}:\n{(r.stdout + r.stderr)[-4000:]}")
     mixed = re.findall(r'Found cells containing imports and other code.*?\n---\n(.*?)\n---\n', r.stderr, re.S)
-    bare = lambda s: '\n'.join(l for l in s.splitlines() if not l.lstrip().startswith('#|')).strip()
+    bare = lambda s: cell_options(s)[1].strip()
     for src in map(bare, dict.fromkeys(mixed)):   # nbdev executes such cells alone when it builds the docs
         where = [p.name for p in sorted(NBS.glob('*.ipynb')) if any(bare(c.source) == src for c in read_nb(p).cells)]
         print(f"nbdev: a cell of {', '.join(where) or '?'} mixes imports with other code (see nbdev's FAQ): {src.splitlines()[0][:70]}")
@@ -108,20 +110,15 @@ def read_nb(path, tries=3):
             time.sleep(1)
 
 def front_matter(nb):
-    "The YAML of the raw front-matter cell nbdev writes first"
-    for c in nb.cells:
-        m = re.match(r'\s*---\n(.*?)\n---', c.source, re.S) if c.cell_type == 'raw' else None
-        if m: return yaml.safe_load(m[1]) or {}
-    return {}
+    "The front matter of the raw cell nbdev's FrontmatterProc writes first, parsed as nbdev parses it"
+    return next((fm for c in nb.cells if c.cell_type == 'raw' and (fm := cell_frontmatter(c.source))), {})
 
 def cell_options(src):
-    "Quarto's `#| key: value` lines at the top of a cell -> (options, the source without them)"
-    opts, lines = {}, src.splitlines()
-    while lines and (m := OPTION.match(lines[0])):
-        try: opts[m[1]] = yaml.safe_load(m[2]) if m[2] else True
-        except yaml.YAMLError: opts[m[1]] = m[2]
-        lines.pop(0)
-    return opts, '\n'.join(lines)
+    "A code cell's `#| key: value` directives, read by nbdev's parser -> (options, the source without them)"
+    cell = NbCell(0, dict(cell_type='code', source=src, metadata={}))
+    opts = {k: True if v == '' else False if v.lower() == 'false' else v for k, v in cell.directives.items()}   # bare (or `true`) -> True
+    cell.remove_directives()
+    return opts, cell.source
 
 def quarto_md(md):
     "pandoc attributes nbdev writes in markdown (show_doc's floated source link) -> HTML that means the same"
@@ -225,20 +222,39 @@ def to_html(nb, exporter=None):
     "A processed notebook -> the HTML of its cells, as Quarto renders them"
     return (exporter or make_exporter()).from_notebook_node(prepare(nb))[0]
 
-def sidebar_order():
-    "Notebook names in nbs/sidebar.yml's order (strings, `href:` entries and nested `contents:` sections)"
-    def walk(items):
+def sidebar_sections():
+    "nbs/sidebar.yml as [(section title or None for top-level pages, [notebook names])], in order"
+    def pages(items):
         for it in items or []:
             if isinstance(it, str): yield it
             elif isinstance(it, dict):
                 if 'href' in it: yield it['href']
-                yield from walk(it.get('contents'))
+                yield from pages(it.get('contents'))
     cfg = yaml.safe_load((NBS/'sidebar.yml').read_text()) or {}
-    return [n for n in walk(cfg.get('website', {}).get('sidebar', {}).get('contents')) if n.endswith('.ipynb')]
+    out = []
+    for it in cfg.get('website', {}).get('sidebar', {}).get('contents') or []:
+        title = it.get('section') if isinstance(it, dict) else None
+        names = [n for n in pages([it] if title is None else it.get('contents')) if n.endswith('.ipynb')]
+        if title is None and out and out[-1][0] is None: out[-1][1].extend(names)
+        else: out.append((title, names))
+    return out
+
+def sidebar_order():
+    "Notebook names in nbs/sidebar.yml's order (strings, `href:` entries and nested `contents:` sections)"
+    return [n for _, names in sidebar_sections() for n in names]
+
+def sidebar_html(sections, entry, have):
+    "The sidebar's list: top-level pages as entries, each section a titled sub-list (Quarto's `section:`)"
+    items = []
+    for title, names in sections:
+        lis = '\n'.join(entry(n) for n in names if n in have)
+        if title is None: items.append(lis)
+        else: items.append(f'<li class="sidebar-section"><span class="section-title">{html.escape(title)}</span>\n<ul>\n{lis}\n</ul></li>')
+    return '\n'.join(i for i in items if i)
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('notebooks', nargs='*', help='render only these (e.g. 01_data); default: every notebook')
+    ap.add_argument('notebooks', nargs='*', help='render only these (e.g. 01_testbeds); default: every notebook')
     ap.add_argument('--out', default=str(ROOT/'_site'))
     ap.add_argument('--no-proc', action='store_true', help='reuse _proc/ as it is (quick restyling)')
     a = ap.parse_args(argv)
@@ -246,6 +262,7 @@ def main(argv=None):
     if not a.no_proc: run_nbdev_proc()
     t_proc = time.time() - t0
     nbs = {p.name: read_nb(p) for p in sorted(PROC.glob('*.ipynb'))}
+    sections = sidebar_sections()
     order = [n for n in sidebar_order() if n in nbs]
     meta = {n: front_matter(nb) for n, nb in nbs.items()}
     hrefs = {n: meta[n].get('output-file', Path(n).stem + '.html') for n in nbs}
@@ -276,7 +293,7 @@ def main(argv=None):
         page = PAGE.format(
             site=html.escape(site['title']), title=titles[n], title_text=html.escape(re.sub(r'<[^>]+>', '', titles[n])),
             description=f'<div class="description"><p>{inline_md(exporter, str(desc))}</p></div>' if desc else '',
-            sidebar='\n'.join(entry(o) for o in order), body=body,
+            sidebar=sidebar_html(sections, entry, nbs), body=body,
             prev=nav(i - 1 if i is not None else -1, 'nav-prev', '← Previous'), next=nav(i + 1 if i is not None else -1, 'nav-next', 'Next →'))
         (out/hrefs[n]).write_text(page)
     secs = time.time() - t0
