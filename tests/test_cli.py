@@ -9,26 +9,49 @@ def spurnotes(*args, cwd=ROOT):
                           cwd=cwd, capture_output=True, text=True, env={**os.environ, 'MPLBACKEND': 'Agg'})
 
 def test_run_writes_table_and_figures(tmp_path):
-    r = spurnotes('run', '01_data', '-p', 'epochs', '1', '--out', str(tmp_path), '--no-progress')
+    r = spurnotes('run', '01_testbeds', '-p', 'epochs', '1', '--out', str(tmp_path), '--no-progress')
     assert r.returncode == 0, r.stderr[-3000:]
     res = pd.read_csv(tmp_path/'results.csv')
     assert set(res['dataset']) == {'biased_digits', 'digits_on_backgrounds'}
     assert res['value'].between(0, 1).all()
     md = (tmp_path/'results.md').read_text()
-    assert md.startswith('### 01_data') and '| dataset' in md and 'average (train-weighted)' in md   # the full table: every metric
+    assert md.startswith('### 01_testbeds') and '| dataset' in md and 'average (train-weighted)' in md   # the full table: every metric
     assert (tmp_path/'figures'/'erm_baseline_groups.png').stat().st_size > 1000
-    assert (tmp_path/'notebooks'/'01_data.ipynb').exists()
+    assert (tmp_path/'notebooks'/'01_testbeds.ipynb').exists()
     # the override reached the notebook: papermill injected it
-    assert 'epochs = 1' in (tmp_path/'notebooks'/'01_data.ipynb').read_text()
-    # the printed headline: the two headline metrics, the model selection with the run's epochs, test splits only,
-    # the CSV holding the rest, and no kernel or warning noise on stderr
+    assert 'epochs = 1' in (tmp_path/'notebooks'/'01_testbeds.ipynb').read_text()
+    # the notebook wrote its headline beside its results, and the command printed that file: the two headline
+    # metrics, the model selection with the run's epochs, test splits only, the CSV holding the rest, and no kernel
+    # or warning noise on stderr
+    head = pd.read_csv(tmp_path/'headlines'/'01_testbeds.csv')
+    assert list(head.columns) == ['dataset', 'split', 'method', 'selection', 'worst group', 'average (plain)']
+    assert (head['selection'] == 'last epoch (of 1)').all() and 'valid' not in set(head['split'])
     out = r.stdout
-    assert '### 01_data' in out and 'worst group' in out and 'average (plain)' in out and 'biased_digits' in out
+    assert '### 01_testbeds' in out and 'worst group' in out and 'average (plain)' in out and 'biased_digits' in out
     assert 'last epoch (of 1)' in out and 'erm_baseline.csv' in out
     assert 'average (train-weighted)' not in out and '| valid ' not in out
     table = [l for l in out.splitlines() if l.startswith('|')]
     assert len(table) == 2 + 3   # header, rule, three test splits (biased: 2, backgrounds: 1)
+    for (_, row), line in zip(head.iterrows(), table[2:]):   # the printed numbers are the file's, to three decimals
+        assert f"{row['worst group']:.3f}" in line and f"{row['average (plain)']:.3f}" in line and row['split'] in line
     assert 'Warning' not in r.stderr and 'WARNING' not in r.stderr, r.stderr
+
+def test_notebook_without_headline_gets_a_plain_line(tmp_path):
+    "00f_report (the toy) writes no results and no headline: the command says so instead of a table."
+    r = spurnotes('run', '00f_report', '-p', 'epochs', '1', '--out', str(tmp_path), '--no-progress')
+    assert r.returncode == 0, r.stderr[-3000:]
+    section = r.stdout.split('### 00f_report')[1]
+    assert '00f_report wrote no headline table' in section and '00f_report wrote no results table' in section
+    assert not any(l.startswith('|') for l in section.splitlines())
+
+def test_docs_option_is_gone():
+    "The documented run (it rewrites nbs/) is a maintainer's tool, tools/docs_run.py, not an option of the user's command."
+    r = spurnotes('run', '01_testbeds', '--docs')
+    assert r.returncode == 2 and 'unrecognized arguments: --docs' in r.stderr
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'docs_run.py'), '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and 'usage: tools/docs_run.py' in r.stdout and 'notebooks' in r.stdout
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'docs_run.py'), '77_nothing'], capture_output=True, text=True)
+    assert r.returncode == 2 and "No experiment notebook matches '77_nothing'" in r.stderr
 
 def test_help_is_quiet_and_quick():
     "No torch.jit FutureWarning (with a site-packages path) on `--help`: the cli filters it before any fastai import."
@@ -40,10 +63,10 @@ def test_help_is_quiet_and_quick():
 
 def test_list():
     r = spurnotes('list')
-    assert r.returncode == 0 and '01_data.ipynb' in r.stdout and 'epochs=' in r.stdout
+    assert r.returncode == 0 and '01_testbeds.ipynb' in r.stdout and 'epochs=' in r.stdout
 
 def test_unknown_parameter_is_refused(tmp_path):
-    r = spurnotes('run', '00_core', '-p', 'epochz', '3', '--out', str(tmp_path))
+    r = spurnotes('run', '00f_report', '-p', 'epochz', '3', '--out', str(tmp_path))
     assert r.returncode == 2 and "epochz" in r.stderr and "declare" in r.stderr
 
 def test_unknown_notebook_is_refused(tmp_path):
@@ -55,65 +78,64 @@ def test_outside_a_checkout(tmp_path):
     assert r.returncode == 2 and "--nbs" in r.stderr
 
 # ---- headline tables on the committed results --------------------------------------------------------------------
-from spurnotes.cli import HEADLINES, MAIN_METRICS, gather_results, headline_table, headline_markdown, notebook_parameters
+from spurnotes.cli import experiment_notebooks, gather_results, headline_file, headline_markdown
 
 RESULTS = ROOT/'results'
 RES = gather_results(RESULTS)
 KEYS = ['dataset', 'split', 'method', 'selection', 'seeds']
+WITH_RESULTS = [p.stem for p in experiment_notebooks(NBS) if p.stem in set(RES['notebook'])]
+HEADLINES = sorted(p.stem for p in (RESULTS/'headlines').glob('*.csv'))
 
-@pytest.mark.parametrize('nb', sorted(HEADLINES))
+@pytest.mark.parametrize('nb', WITH_RESULTS)
+def test_committed_results_have_a_headline(nb):
+    "A notebook whose documented run wrote results also wrote its headline (`write_headline`), which the index shows."
+    assert headline_file(RESULTS, nb), f"{nb} has results in results/ but no results/headlines/{nb}.csv: end its experiments with write_headline"
+
+@pytest.mark.parametrize('nb', HEADLINES)
 def test_headline_is_compact(nb):
-    "Each committed notebook's headline: its few metrics, no empty cells, a model selection on every row, test splits only."
-    if nb not in set(RES['notebook']): pytest.skip(f"no committed results of {nb}")
-    t = headline_table(RES, nb, notebook_parameters(NBS/f'{nb}.ipynb'))
+    "Each committed headline: a few metrics, no empty cells, a model selection on every row, test splits only, the notebook's own rows."
+    t = pd.read_csv(headline_file(RESULTS, nb))
     metrics = [c for c in t.columns if c not in KEYS]
-    assert metrics == [m for m in HEADLINES[nb]['metrics'] if m in metrics] and 1 <= len(metrics) <= 3
+    assert 1 <= len(metrics) <= 3 and {'dataset', 'split', 'method', 'selection'} <= set(t.columns), list(t.columns)
     assert t[metrics].notna().all().all(), t
-    assert (t['selection'].str.len() > 1).all()
+    assert (t['selection'].astype(str).str.len() > 1).all()
     assert not t['split'].isin(['valid', 'train']).any()
     assert len(t) <= 40 and not t.duplicated(['dataset', 'split', 'method', 'selection']).any()
+    mine = RES[RES['notebook'] == nb]
+    assert set(t['dataset']) <= set(mine['dataset']) and set(t['split']) <= set(mine['split'])
 
 def test_headline_means_match_the_csv():
-    "An independent computation: the mean of 03's ERM worst group on test_biased over seeds, straight from masktune.csv."
-    raw = pd.read_csv(RESULTS/'masktune.csv') if (RESULTS/'masktune.csv').exists() else None
-    if raw is None: pytest.skip("no masktune.csv")
-    sel = raw['selection'].fillna('') if 'selection' in raw else pd.Series('', index=raw.index)
-    raw = raw[(raw.method == 'ERM') & (raw.split == 'test_biased') & (raw.metric == 'worst group')]
-    t = headline_table(RES, '03_masktune')
-    got = t[(t.method == 'ERM') & (t.split == 'test_biased')]
-    assert len(got) == sel[raw.index].nunique() >= 1
-    for s, rows in raw.groupby(sel[raw.index]):   # one headline row per model selection the CSV names
-        row = got[got.selection == s] if s else got
-        assert len(row) == 1 and abs(row['worst group'].iloc[0] - rows['value'].mean()) < 1e-12
-        assert row['seeds'].iloc[0] == rows['seed'].nunique()
-
-def test_unknown_notebook_falls_back_to_complete_metrics():
-    df = pd.DataFrame(dict(notebook='77_new', dataset='d', method=['a', 'a', 'b', 'b'], split='test',
-                           metric=['x', 'y', 'x', 'z'], value=[1., 2., 3., 4.]))
-    t = headline_table(df, '77_new')
-    assert [c for c in t.columns if c not in KEYS] == ['x'] and len(t) == 2
-    both = pd.DataFrame(dict(notebook='78_new', dataset='d', method='a', split='test', metric=MAIN_METRICS + ['other'], value=[.1, .2, .3]))
-    assert [c for c in headline_table(both, '78_new').columns if c not in KEYS] == MAIN_METRICS
+    "An independent computation: 01's ERM worst group and plain average on each test split, straight from erm_baseline.csv."
+    f = headline_file(RESULTS, '01_testbeds')
+    if f is None: pytest.skip("no committed headline of 01_testbeds")
+    t, raw = pd.read_csv(f), pd.read_csv(RESULTS/'erm_baseline.csv')
+    assert len(t) == raw[raw.split != 'valid'][['dataset', 'split']].drop_duplicates().shape[0]
+    for _, row in t.iterrows():
+        for m in ['worst group', 'average (plain)']:
+            v = raw[(raw.dataset == row.dataset) & (raw.split == row.split) & (raw.method == row.method) & (raw.metric == m)]['value']
+            assert len(v) == 1 and abs(row[m] - v.iloc[0]) < 1e-12
 
 # ---- the README's results are the committed results -------------------------------------------------------------
 README = (ROOT/'README.md').read_text()
 STALE = "README.md is stale: regenerate it with `python tools/make_readme.py --execute`"
 
-@pytest.mark.parametrize('nb', sorted(HEADLINES))
+@pytest.mark.parametrize('nb', HEADLINES)
 def test_readme_tables_are_the_results(nb):
-    "Each notebook's headline table, regenerated here from results/*.csv, is in the README verbatim, with its selection labels."
-    if nb not in set(RES['notebook']):
-        assert f"No results of {nb} in `results/` yet" in README, STALE
-        return
-    table = headline_markdown(RES, nb, notebook_parameters(NBS/f'{nb}.ipynb'))
-    assert table in README, f"{STALE} ({nb}'s table differs from results/)"
+    "Each notebook's committed headline, formatted here from results/headlines/, is in the README verbatim, with its selection labels."
+    table = headline_markdown(headline_file(RESULTS, nb))
+    assert table in README, f"{STALE} ({nb}'s table differs from results/headlines/{nb}.csv)"
     assert '| selection ' in table.splitlines()[0]
+
+def test_readme_says_which_headlines_are_missing():
+    "A notebook the README presents without a committed headline gets the line saying how to write it, not a stale table."
+    for nb in [p.stem for p in experiment_notebooks(NBS) if p.stem[:2] in ('01', '02', '03', '04', '05', '06')]:
+        if headline_file(RESULTS, nb) is None: assert f"No headline of {nb} in `results/headlines/` yet" in README, (STALE, nb)
 
 def test_readme_numbers_by_hand():
     "Independently of the cli's code: 01's ERM worst group on test_biased (one seed) as in erm_baseline.csv, on its README row."
     raw = pd.read_csv(RESULTS/'erm_baseline.csv')
     v = raw[(raw.split == 'test_biased') & (raw.metric == 'worst group')]['value'].mean()
-    section = README.split('**Notebook:** [01_data]')[1].split('## The papers')[0]
+    section = README.split('**Notebook:** [01_testbeds]')[1].split('## The papers')[0]
     rows = [l for l in section.splitlines() if l.startswith('| biased_digits') and '| test_biased ' in l and '| ERM ' in l]
     assert len(rows) == 1 and re.search(rf"\| +{v:.3f} \|", rows[0]), (STALE, rows)
 

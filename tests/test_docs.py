@@ -15,9 +15,9 @@ def test_readme_shows_the_two_commands():
     assert 'pip install -e ".[dev]" && spurnotes run' in text and 'pip install -e ".[dev]" && pytest' in text
 
 def test_preview_renders_figures(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT/'tools'/'preview.py'), '01_data', '--out', str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'preview.py'), '01_testbeds', '--out', str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    pages = [tmp_path/'data.html', tmp_path/'01_data.html']   # nbdev's output-file name (the number dropped), or the notebook's
+    pages = [tmp_path/'testbeds.html', tmp_path/'01_testbeds.html']   # nbdev's output-file name (the number dropped), or the notebook's
     page = next(p for p in pages if p.exists()).read_text()
     assert page.count('<img') >= 3 and 'Biased digits' in page
     assert 'from nbdev.showdoc import show_doc' not in page   # `#| hide` cells are dropped, as on the docs site
@@ -29,7 +29,7 @@ def test_docs_processing_runs():
     r = subprocess.run([nbdev_proc], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert 'Error in notebook' not in r.stderr
-    assert {p.name for p in (ROOT/'_proc').glob('*.ipynb')} >= {'00_core.ipynb', '01_data.ipynb', 'index.ipynb'}
+    assert {p.name for p in (ROOT/'_proc').glob('*.ipynb')} >= {'00_groups.ipynb', '00f_report.ipynb', '01_testbeds.ipynb', 'index.ipynb'}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -37,7 +37,8 @@ def test_docs_processing_runs():
 # ---------------------------------------------------------------------------------------------------------------
 NOTEBOOKS = sorted(NBS.glob('*.ipynb'))
 IDS = [p.stem for p in NOTEBOOKS]
-EXPERIMENT = re.compile(r'^[0-8][0-9]_')        # numbered notebooks: papermill runs them, parameters first
+EXPERIMENT = re.compile(r'^(0[2-9]|[1-8][0-9])_')   # the paper notebooks: papermill runs them, parameters first
+WRITES = re.compile(r'\b(write_results|write_headline|save_figure)\(')   # ... and any notebook that writes results (01_testbeds)
 PAPER = re.compile(r'^0[2-5]_')                 # one paper each: they end with a claims table
 WITH_PAPERS = re.compile(r'^0[2-6]_')           # their summary links the paper(s) on arXiv (06: the reference methods)
 
@@ -110,7 +111,8 @@ def structure_problems(nb_path, public=None):
     code = [(i, c) for i, c in enumerate(cells) if c['cell_type'] == 'code']
     if code:
         i0, c0 = code[0]
-        if EXPERIMENT.match(name):
+        writes = any(WRITES.search(_src(c)) and not _src(c).lstrip().startswith('#| export') for _, c in code)
+        if EXPERIMENT.match(name) or writes:
             if 'parameters' not in c0.get('metadata', {}).get('tags', []): out.append(f"{_where(name, i0, c0)}: the first code cell is not tagged `parameters`")
             bad = [c for c in _comments(_src(c0)) if '=' in c]
             if bad: out.append(f"{_where(name, i0, c0)}: parameter comments contain '=' (papermill misreads them): {bad[0][:60]!r}")

@@ -1,5 +1,5 @@
 "Every experiment notebook runs end to end under papermill with the small CI parameters; a cell error fails the test."
-import json
+import json, re
 import pytest
 from spurnotes.cli import experiment_notebooks, notebook_parameters, run_notebooks
 from ci_params import CI_PARAMS
@@ -9,12 +9,20 @@ NOTEBOOKS = experiment_notebooks(NBS)
 
 def test_notebooks_found():
     names = [p.name for p in NOTEBOOKS]
-    assert '00_core.ipynb' in names and '01_data.ipynb' in names, names
+    assert '00f_report.ipynb' in names and '01_testbeds.ipynb' in names, names
+    assert '00_groups.ipynb' not in names and '99_moved.ipynb' not in names, names   # library pages: nothing to run with parameters
 
-def test_every_numbered_notebook_starts_with_parameters():
-    "A paper/data notebook (00-89) without a `parameters` cell first would be skipped by the runner: forbid it."
-    numbered = sorted(p.name for p in NBS.glob('[0-8][0-9]_*.ipynb'))
-    assert sorted(p.name for p in NOTEBOOKS) == numbered
+WRITES = re.compile(r'\b(write_results|write_headline|save_figure)\(')
+
+def test_every_notebook_that_writes_results_starts_with_parameters():
+    "A notebook that writes results or figures (to `out_dir`) without a `parameters` cell first would be skipped by the runner: forbid it."
+    writers = sorted(p.name for p in NBS.glob('*.ipynb') if any(
+        c['cell_type'] == 'code' and WRITES.search(''.join(c['source'])) and not ''.join(c['source']).lstrip().startswith('#| export')
+        for c in json.loads(p.read_text())['cells']))
+    assert '01_testbeds.ipynb' in writers and '00_groups.ipynb' not in writers
+    assert set(writers) <= {p.name for p in NOTEBOOKS}, sorted(set(writers) - {p.name for p in NOTEBOOKS})
+    papers = sorted(p.name for p in NBS.glob('0[2-9]_*.ipynb'))   # the paper notebooks are experiments whatever they write
+    assert set(papers) <= {p.name for p in NOTEBOOKS}, sorted(set(papers) - {p.name for p in NOTEBOOKS})
 
 def test_every_notebook_has_ci_parameters():
     missing = [p.name for p in NOTEBOOKS if p.name not in CI_PARAMS]
@@ -39,12 +47,12 @@ def test_notebook_runs(nb, tmp_path):
     assert (out/'results.csv').exists() and (out/'timings.csv').exists()
 
 
-def test_data_notebook_on_a_real_benchmark_layout(tmp_path):
+def test_testbeds_notebook_on_a_real_benchmark_layout(tmp_path):
     "The README's promise: parameters point a notebook at a real dataset folder (a Waterbirds fixture, a ResNet)."
     from conftest import make_waterbirds
     root = make_waterbirds(tmp_path/'waterbirds')
     params = dict(datasets=['waterbirds'], data_root=str(root), arch='resnet18', size=32, epochs=1, bs=4)
-    out = run_notebooks(['01_data'], params, out=tmp_path/'run', nbs_dir=NBS, progress=False)
+    out = run_notebooks(['01_testbeds'], params, out=tmp_path/'run', nbs_dir=NBS, progress=False)
     import pandas as pd
     res = pd.read_csv(out/'results.csv')
     assert set(res['dataset']) == {'waterbirds'} and set(res['split']) == {'valid', 'test'}

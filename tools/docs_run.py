@@ -7,12 +7,12 @@ A maintainer's tool (it rewrites the committed notebooks): `spurnotes run` is th
 nbs/. Each selected notebook (a name or prefix, as `spurnotes run` takes them: 01_testbeds, testbeds, 03) is executed
 by papermill in nbs/ with its documented defaults and any `-p` overrides; its executed copy is written back over the
 source notebook. The notebooks write their results tables, headlines (results/headlines/NB.csv) and figures to their
-default `out_dir`, ../results. `results/timings.csv` keeps one wall time per notebook (those not run this time are
-kept), and `results/results.csv` and `results.md` are gathered again from every table in results/. Then the notebooks
-are cleaned with nbdev-clean (papermill's metadata goes) and the package is re-exported (the exported modules name the
-notebooks' cell ids). The same steps as `spurnotes run` (spurnotes.cli: select_notebooks, declared_parameters,
-execute_notebook, write_run_tables), with nbs/ and results/ as the destinations. Commit the notebooks, their results
-and figures afterwards.
+default `out_dir`, ../results. `results/timings.csv` keeps one wall time per notebook (the other notebooks' are kept,
+those of notebooks no longer in nbs/ dropped), and `results/results.csv` and `results.md` are gathered again from
+every table in results/. Then the notebooks are cleaned with nbdev-clean (papermill's metadata and empty tags go) and
+the package is re-exported (the exported modules name the notebooks' cell ids). The same steps as `spurnotes run`
+(spurnotes.cli: select_notebooks, declared_parameters, execute_notebook, write_run_tables), with nbs/ and results/ as
+the destinations. Commit the notebooks, their results and figures afterwards.
 """
 import argparse, os, sys, time, warnings
 from pathlib import Path
@@ -33,6 +33,7 @@ def docs_run(names,                # notebook names or prefixes (at least one: a
              params=None,          # parameter overrides, given to every selected notebook that declares them
              progress=True):       # show papermill's progress bars
     "Execute `names` in place in nbs/ (results to results/), record their timings, gather results, clean and re-export."
+    import pandas as pd
     from nbdev.clean import nbdev_clean
     from nbdev.doclinks import nbdev_export
     from spurnotes.cli import select_notebooks, declared_parameters, execute_notebook, write_run_tables
@@ -47,6 +48,8 @@ def docs_run(names,                # notebook names or prefixes (at least one: a
                                                                       NBS, progress)))
         print(f"{p.name}: {timings[-1]['seconds']} s", flush=True)
     write_run_tables(RESULTS, timings)
+    t = pd.read_csv(RESULTS/'timings.csv')   # the timings of notebooks that no longer exist (renamed, split) go
+    t[t['notebook'].map(lambda n: (NBS/n).exists())].to_csv(RESULTS/'timings.csv', index=False)
     cwd = Path.cwd(); os.chdir(ROOT)
     try:
         for p in sel: _drop_empty_tags(p); nbdev_clean(fname=str(p))
