@@ -1,4 +1,4 @@
-"The wheel installs into a fresh virtualenv (not editable) where spurnotes imports and trains without the notebooks."
+"The wheel installs into a fresh virtualenv (not editable) where spurnotes imports and trains without the notebooks; it holds one module per concern, and 0.0.1's imports still resolve with a DeprecationWarning."
 import subprocess, sys, sysconfig, textwrap
 from pathlib import Path
 import pytest
@@ -35,8 +35,22 @@ SCRIPT = textwrap.dedent('''
     with torch.no_grad(): learn.model.head[-1].weight.zero_()
     learn.load("erm", with_opt=True)
     assert torch.equal(learn.model.head[-1].weight, w)
+    # imports written for 0.0.1 resolve, to the same objects, and warn with the new home
+    import warnings
+    from spurnotes.groups import GroupInfo
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        from spurnotes.core import GroupInfo as OldGroupInfo
+        from spurnotes.data import biased_digits as old_biased_digits
+    assert OldGroupInfo is GroupInfo and old_biased_digits is biased_digits
+    msgs = [str(x.message) for x in w if issubclass(x.category, DeprecationWarning)]
+    assert any("spurnotes.core.GroupInfo" in m and "spurnotes.groups" in m for m in msgs), msgs
+    assert any("spurnotes.data.biased_digits" in m and "spurnotes.testbeds" in m for m in msgs), msgs
     print("OK", spurnotes.__version__)
 ''')
+
+NEW_MODULES = ['groups', 'loaders', 'metrics', 'models', 'learner', 'saliency', 'report', 'testbeds', 'datasets', 'distributed',
+               'baselines', 'moved', 'cli', 'rare_spurious', 'masktune', 'data_mixing', 'ule']
 
 def test_wheel_in_fresh_venv(tmp_path):
     dist = tmp_path/'dist'
@@ -60,4 +74,7 @@ def test_wheel_in_fresh_venv(tmp_path):
     # the wheel carries the package only: no notebooks, no tests
     import zipfile
     names = zipfile.ZipFile(whl).namelist()
-    assert any(n == 'spurnotes/core.py' for n in names) and not any(n.startswith(('nbs/', 'tests/')) for n in names)
+    modules = {n.split('/')[1] for n in names if n.startswith('spurnotes/') and n.endswith('.py')}
+    assert modules >= {f'{m}.py' for m in NEW_MODULES}, sorted(modules)
+    assert not modules & {'core.py', 'data.py', 'benchmark.py'}, sorted(modules)   # the old modules are stand-ins now (moved.py)
+    assert not any(n.startswith(('nbs/', 'tests/')) for n in names)
