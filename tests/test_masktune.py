@@ -1,4 +1,5 @@
-"MaskTune: XGradCAM against the `grad-cam` package, properties of `saliency_mask` / `apply_mask`, and the masking pass under the learner's precision."
+"""MaskTune: XGradCAM against the `grad-cam` package, properties of `saliency_mask` / `apply_mask`, the masking pass under the
+learner's precision, and the notebook's experiment functions at tiny sizes."""
 import warnings
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from fastai.torch_core import set_seed
 from spurnotes.saliency import xgradcam, saliency_heat, saliency_mask, saliency_threshold, apply_mask, random_square_mask
 from spurnotes.masktune import dataset_masks, fit_masktune, MaskTune
 from spurnotes.learner import learner_precision, fit_with_checkpoints
+from cpu_amp import CPUMixedPrecision
 
 @pytest.mark.parametrize('seed', [0, 1])
 def test_xgradcam_matches_grad_cam_package(seed):
@@ -76,8 +78,9 @@ def test_random_square_mask_same_area(n, size, area, seed):
 
 
 # --- the masking pass under the learner's precision (fastai's MixedPrecision: to_bf16() / to_fp16()) ---------------
-# CPU autocast supports bfloat16, so these run without a GPU: fastai's own MixedPrecision autocasts CUDA only, but the
-# masking pass autocasts on the learner's device type with the learner's dtype.
+# fastai's own MixedPrecision autocasts CUDA only: on these CPU learners a `to_bf16()` learner computes in float32, and
+# `learner_precision` says so (None). `CPUMixedPrecision` (tests/cpu_amp.py) is the same callback with the CPU's autocast,
+# so the bf16 masking pass runs here without a GPU.
 
 def _data(n=96, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -90,6 +93,7 @@ def _learner(ds, precision, tmp_path, seed=0):
     set_seed(seed, reproducible=True)
     learn = erm_learner(group_dls(ds, ds.subset(torch.arange(32)), bs=32, seed=seed, device='cpu'), SmallCNN(3, 2, width=8, hidden=16),
                         GroupInfo(['0', '1'], ['u']), path=tmp_path/precision)
+    if precision.endswith('-cpu'): return learn.add_cb(CPUMixedPrecision(amp_mode=precision.removesuffix('-cpu')))
     return learn.to_bf16() if precision == 'bf16' else learn.to_fp16() if precision == 'fp16' else learn
 
 class _Dtypes:
@@ -98,17 +102,19 @@ class _Dtypes:
     def __enter__(self): return self
     def __exit__(self, *a): self.h.remove()
 
-def test_learner_amp_dtype(tmp_path):
+def test_learner_precision_of_the_masking_pass(tmp_path):
     ds = _data()
     assert learner_precision(_learner(ds, 'fp32', tmp_path)) is None
-    assert learner_precision(_learner(ds, 'bf16', tmp_path)) == torch.bfloat16
-    assert learner_precision(_learner(ds, 'fp16', tmp_path)) == torch.float16
+    # fastai's to_bf16()/to_fp16() autocast CUDA only: with the data on the CPU their learners compute in float32
+    assert learner_precision(_learner(ds, 'bf16', tmp_path)) is None and learner_precision(_learner(ds, 'fp16', tmp_path)) is None
+    assert learner_precision(_learner(ds, 'bf16-cpu', tmp_path)) == torch.bfloat16
+    assert learner_precision(_learner(ds, 'fp16-cpu', tmp_path)) == torch.float16
 
 def _iou(a, b): return ((a & b).flatten(1).sum(1).float() / (a | b).flatten(1).sum(1).clamp(min=1).float())
 
 def test_dataset_masks_autocast_bf16_close_to_fp32(tmp_path):
     ds = _data()
-    learn = _learner(ds, 'bf16', tmp_path)
+    learn = _learner(ds, 'bf16-cpu', tmp_path)
     with warnings.catch_warnings(), learn.no_bar(), learn.no_logging():
         warnings.simplefilter('ignore'); learn.fit(2)
     model, layer = learn.model.eval(), cam_layer(learn.model)
@@ -122,9 +128,9 @@ def test_dataset_masks_autocast_bf16_close_to_fp32(tmp_path):
     h32, h16 = (saliency_heat(model, layer, ds.x[:32], dtype=d) for d in (None, torch.bfloat16))
     assert h16.dtype == torch.float32 and (h16 - h32).abs().mean() < 0.02   # the heat itself, in [0, 1]
 
-@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('precision', ['fp32', 'bf16', 'bf16-cpu'])
 def test_masktune_masking_pass_follows_learner_precision(precision, tmp_path):
-    "`masktune` reads the learner's precision: its saliency pass autocasts under a bf16 learner, not under an fp32 one."
+    "`fit_masktune` reads the learner's precision: its saliency pass autocasts under a bf16 autocast, not under fp32 (nor under fastai's CUDA-only to_bf16 on a CPU)."
     ds = _data()
     learn = _learner(ds, precision, tmp_path)
     with warnings.catch_warnings():
@@ -132,13 +138,13 @@ def test_masktune_masking_pass_follows_learner_precision(precision, tmp_path):
         fit_with_checkpoints(learn, 2)
         with _Dtypes(cam_layer(learn.model)) as rec: _, masks = fit_masktune(learn, ds, ds.subset(torch.arange(32)), bs=32)
     # eval-mode forwards: the masking pass, then validation (fastai's autocast is CUDA-only, so validation is fp32 on a CPU)
-    want = torch.bfloat16 if precision == 'bf16' else torch.float32
+    want = torch.bfloat16 if precision == 'bf16-cpu' else torch.float32
     assert rec.seen[:3] == [want] * 3 and masks.shape == (len(ds), 28, 28)
 
 def test_masktune_callback_follows_learner_precision(tmp_path):
     ds = _data()
     smodel = SmallCNN(3, 2, width=8, hidden=16).eval()
-    for precision, want in [('fp32', torch.float32), ('bf16', torch.bfloat16)]:
+    for precision, want in [('fp32', torch.float32), ('bf16', torch.float32), ('bf16-cpu', torch.bfloat16)]:
         learn = _learner(ds, precision, tmp_path)
         cb = MaskTune(smodel)
         with _Dtypes(cam_layer(cb.smodel)) as rec, warnings.catch_warnings(), learn.no_bar(), learn.no_logging():
@@ -165,3 +171,130 @@ def test_masktune_on_images_read_from_disk(tmp_path):
     torch.testing.assert_close(out["disk"][0], out["memory"][0], atol=1e-5, rtol=0)   # the same masks, so the same epoch
     with pytest.raises(ValueError, match="need the training images in memory"):
         fit_masktune(learn, _FromDisk(ds), _FromDisk(ds), bs=32, accumulate=True)
+
+def test_fit_masktune_rejects_masks_of_another_shape(tmp_path):
+    ds = _data(64)
+    learn = _learner(ds, 'fp32', tmp_path)
+    fit_with_checkpoints(learn, 1)
+    with pytest.raises(ValueError, match="expected one \\(H, W\\) mask per training image"):
+        fit_masktune(learn, ds, ds.subset(torch.arange(32)), bs=32, masks=torch.zeros(10, 28, 28, dtype=torch.bool))
+
+
+# --- the notebook's experiment functions, at tiny sizes (sklearn digits, the package's SmallCNN, 1-2 ERM epochs) -------
+import pandas as pd
+from spurnotes.metrics import SUMMARY_LABELS, worst_group_accuracy, plain_accuracy
+from spurnotes.groups import group_counts_of
+from spurnotes.learner import eval_preds
+from spurnotes.masktune import (Regime, regime_run, main_rows, selective_rows, procedure_rows, attribute_blind_check, ablation_rows,
+                                regime_ablations, steps_per_epoch, selection_label, gain_verdict, biased_digits_claims, selective_claim,
+                                mask_diagnostics, fresh_on_masked, SMALL_REGIME, AUTHOR_SETTINGS)
+
+TINY = Regime(source='sklearn', n_train=None, arch='small_cnn', wd=0., epochs=2, bs=128, size=16)   # about 1,000 training digits of 16x16
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    "Biased digits, seed 0: ERM for 2 epochs with a snapshot after 1, then MaskTune from both lengths."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return regime_run('biased_digits', 0, TINY, lengths=[2, 1], path=tmp_path_factory.mktemp('ckpt'))
+
+def test_regime_run_keeps_both_models_of_each_length(tiny_run):
+    data, runs = tiny_run['data'], tiny_run['runs']
+    assert sorted(runs) == [1, 2] and tiny_run['regime'] is TINY
+    assert (runs[1]['best'], runs[1]['last'], runs[2]['best'], runs[2]['last']) == ('best_1', 'last_1', 'best', 'last')
+    r = runs[2]
+    assert r['masks'].dtype == torch.bool and r['masks'].shape == (len(data.train), 16, 16) and r['masks'].any()
+    assert set(r['p_erm']) == set(r['p_mt']) == {'valid', 'test_biased', 'test_original'}
+    p, y, a = eval_preds(r['erm'], data.dl('test_biased'))   # the stored predictions are those of the stored ERM model
+    torch.testing.assert_close(p, r['p_erm']['test_biased'][0], atol=1e-5, rtol=0)
+    assert torch.equal(y, r['p_erm']['test_biased'][1]) and torch.equal(a, r['p_erm']['test_biased'][2])
+    assert not all(torch.equal(u, v) for u, v in zip(r['erm'].state_dict().values(), r['mt'].state_dict().values()))   # fine-tuned
+
+def test_main_rows_are_tidy_and_match_the_metrics(tiny_run):
+    data, r = tiny_run['data'], tiny_run['runs'][2]
+    df = pd.DataFrame(main_rows(tiny_run, 0, variant_ks=[3.0]))
+    assert list(dict.fromkeys(df.method)) == ['ERM', 'MaskTune', 'random-mask', 'MaskTune (k=3)']
+    acc = df[df.metric != 'saliency share on spurious region']
+    assert (acc.groupby(['method', 'split']).metric.apply(list) == pd.Series({k: SUMMARY_LABELS for k in acc.groupby(['method', 'split']).groups})).all()
+    assert len(df[df.metric == 'saliency share on spurious region']) == 2   # ERM and MaskTune, first test split
+    assert df.value.between(0, 1).all() and (df.notebook == '03_masktune').all() and (df.seed == 0).all()
+    for split in data.test_splits:   # an independent computation from the stored predictions
+        erm = acc[(acc.method == 'ERM') & (acc.split == split)].set_index('metric').value
+        assert erm['worst group'] == pytest.approx(float(worst_group_accuracy(*r['p_erm'][split], data.info)))
+        assert erm['average (plain)'] == pytest.approx(float(plain_accuracy(*r['p_erm'][split], data.info)))
+    assert set(df[df.method == 'ERM'].selection) == {selection_label('ERM', 2)} == {'best epoch by validation average (of 2)'}
+    assert set(df[df.method != 'ERM'].selection) == {"last fine-tuning epoch, from ERM's last (masking iterations: 1)"}
+
+def test_selective_rows_at_full_coverage_is_the_error(tiny_run):
+    data, r = tiny_run['data'], tiny_run['runs'][2]
+    sel = pd.DataFrame(selective_rows(r, data, 0))
+    assert len(sel) == 2 * len(data.test_splits) * 5   # two methods, five target coverages
+    full = sel[(sel.metric == 'selective risk at 100% coverage') & (sel.method == 'ERM')].set_index('split')
+    for split in data.test_splits:
+        p, y, _ = r['p_erm'][split]
+        assert full.loc[split, 'coverage'] == 1.0 and full.loc[split, 'value'] == pytest.approx(1 - (p.argmax(-1) == y).float().mean().item())
+    assert sel.coverage.between(0, 1).all()
+
+def test_procedure_rows_name_each_variant(tiny_run):
+    df = pd.DataFrame(procedure_rows(tiny_run, 0, ft_epochs=[1, 2], ks=[AUTHOR_SETTINGS['k'], 3.0], max_iterations=2))
+    assert list(dict.fromkeys(df.method)) == ['ERM', 'MaskTune', 'MaskTune (2 epochs)', 'MaskTune (k=3)', 'MaskTune (masks from last)',
+                                              'MaskTune (2 iterations, accumulated)']   # k=2 is the main run; 1 epoch too
+    assert (df.groupby('method').size() == 2 * len(SUMMARY_LABELS)).all()
+
+def test_masktune_never_reads_the_attributes(tiny_run):
+    blind = attribute_blind_check(tiny_run, 0)
+    assert blind['masks_identical'] and blind['max_weight_diff'] == 0.0 and blind['attributes_moved'] > 0
+
+def test_diagnostics_of_a_run(tiny_run):
+    d = mask_diagnostics('tiny', tiny_run, 0)
+    assert d['pixels_masked'] == pytest.approx(tiny_run['runs'][2]['masks'].float().mean().item())
+    assert 0 <= d['square_covered'] <= 1 and 0 <= d['MaskTune_says_5-9_on_biased_test'] <= 1
+    assert {k for k in d if k.startswith('digit_masked_')} == {f'digit_masked_{c}' for c in tiny_run['data'].info.class_names}
+    fresh, data = fresh_on_masked(tiny_run, 0, 1), tiny_run['data']
+    present = {f"{s}: {g}" for s in data.test_splits
+               for g, n in zip(data.info.group_names, group_counts_of(data[s].y, data[s].a, data.info).flatten()) if n > 0}
+    assert set(fresh) == present and all(0 <= v <= 1 for v in fresh.values())   # the groups each test split holds
+
+def test_ablation_rows_run_each_change_from_the_base(tiny_run):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        rows, runs = ablation_rows(tiny_run, 0, {'one ERM epoch': dict(epochs=1)}, lengths=[1, 2])
+    assert [r['variant'] for r in rows] == ['working regime (the parameters above)', 'ERM length: 1 epochs', 'one ERM epoch']
+    assert runs['one ERM epoch']['regime'].epochs == 1 and tiny_run['regime'].epochs == 2   # the base regime is not changed
+    assert [r['erm_epochs'] for r in rows] == [2, 1, 1] and rows[0]['steps_per_epoch'] == steps_per_epoch(len(tiny_run['data'].train), 128)
+    # the same seed and the same first epoch: the 1-epoch snapshot of the base run and the 1-epoch run agree
+    assert rows[1]['ERM biased'] == pytest.approx(rows[2]['ERM biased'])
+
+def test_steps_per_epoch_and_regime_ablations():
+    assert [steps_per_epoch(n, 128) for n in (9000, 256, 255, 100)] == [70, 2, 1, 1]   # the last incomplete batch is dropped
+    abl = regime_ablations(4, 9000, [3600, 18000])
+    assert abl['images per epoch: 3,600 (same ERM steps)'] == dict(n_train=3600, epochs=10)
+    assert abl['images per epoch: 18,000 (same ERM steps)'] == dict(n_train=18000, epochs=2)
+    assert abl[SMALL_REGIME]['epochs'] == 20 and len(abl) == 7
+    assert list(regime_ablations(4, 9000, factors=['weight decay'])) == ['weight decay: none', 'weight decay: fastai form (decoupled, none on BN/bias)']
+
+def test_gain_verdict():
+    assert gain_verdict([0.5, 0.4, 0.6]) == 'reproduced'
+    assert gain_verdict([0.5, 0.4, 0.6], floor_ok=False) == 'partly'
+    assert gain_verdict([0.9, -0.5, -0.3]) == 'partly'             # a positive mean within 2 SEM
+    assert gain_verdict([-0.1, -0.2]) == 'not reproduced here'
+    assert gain_verdict([0.1]) == 'reproduced'                      # one seed: no SEM, a positive gain
+
+def _acc_rows(values):
+    "Tidy rows of Biased MNIST: `values[(split, metric, method)]` = per-seed values."
+    return pd.DataFrame([dict(dataset='biased_digits', split=s, metric=m, method=k, seed=i, value=v)
+                         for (s, m, k), vs in values.items() for i, v in enumerate(vs)])
+
+def test_biased_digits_claims_follow_their_rules():
+    acc = _acc_rows({('test_biased', 'average (plain)', 'ERM'): [0.1, 0.2, 0.3], ('test_biased', 'worst group', 'ERM'): [0.0, 0.1, 0.0],
+                     ('test_biased', 'worst group', 'MaskTune'): [0.9, 0.95, 0.9], ('test_biased', 'worst group', 'random-mask'): [0.0, 0.5, 0.9],
+                     ('test_original', 'average (plain)', 'ERM'): [0.6, 0.6, 0.6], ('test_original', 'average (plain)', 'MaskTune'): [0.8, 0.8, 0.8]})
+    rows = biased_digits_claims(acc)
+    assert [r['verdict'] for r in rows] == ['reproduced', 'reproduced', 'partly', 'partly']
+    assert rows[0]['here'] == 'ERM best checkpoint 0.200 ± 0.100' and rows[1]['paper'] == ''
+
+def test_selective_claim_counts_the_points():
+    idx = pd.MultiIndex.from_tuples([('d', 't', f'selective risk at {c}% coverage') for c in (80, 100)])
+    rc = pd.DataFrame({('value', 'ERM'): [0.2, 0.3], ('value', 'MaskTune'): [0.1, 0.3]}, index=idx)
+    row = selective_claim(rc, [('d', 't')])
+    assert row['here'] == 'lower at 1 of 2 (test split, coverage) points' and row['verdict'] == 'partly'
