@@ -1,6 +1,7 @@
-"Data mixing: SpuriousMix inside a fastai training loop (balance, p = 0, validation), DFR/DISPEL against a linear toy, bad input, pretrained weights."
+"Data mixing: SpuriousMix inside a fastai training loop (balance, p = 0, validation), DFR/DISPEL against a linear toy, bad input, pretrained weights; the experiment (one seed at tiny sizes), its worst groups and its claims."
 import os
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import chisquare
@@ -12,6 +13,12 @@ from spurnotes.groups import GroupInfo, GroupDataset
 from spurnotes.datasets import load_dataset
 from spurnotes.groups import SpuriousData
 from spurnotes.data_mixing import SpuriousMix, attr_probs, mix_learner, last_linear, embeddings, dispel, dfr, dispel_probs, balanced_indices, check_groups, pretrained_backbone, toy_data
+from spurnotes.data_mixing import (toy_head, toy_worst_group, TOY_INFO, experiment_data, mix_batch, mixed_pair_counts, split_halves, mixed_head,
+                                   dispel_grid, head_probs, mix_run, first_epochs, epoch_preds, select_epoch, seed_run, ablation_variants,
+                                   seed_worst_groups, mean_worst_group, draw_claim, SEL_AVG, SEL_WG, SEL_HALF)
+import spurnotes.data_mixing as dm   # (dm.testbed_claims: a name pytest would collect as a test)
+from spurnotes.metrics import worst_group_accuracy
+from spurnotes.learner import eval_preds
 from spurnotes.models import weights_path
 
 @pytest.fixture(scope='module')
@@ -186,3 +193,133 @@ def test_spurious_mix_under_bf16(dob, prec):
     # exactly half of each batch is mixed; the batch stays float32 (the model's autocast casts inside)
     assert all(((x - r).abs().flatten(1).amax(1) > 0).sum() == 32 and x.dtype == torch.float32 for x, r in zip(seen.xs, raw.seen))
     assert set(seen.dtypes) == ({torch.bfloat16} if prec == 'cpu bf16' else {torch.float32})
+
+
+# --- worst groups: the package's metrics, with numpy's exact fractions ---------------------------------------------
+
+def brute_worst_group(pred, y, a):
+    "Worst-group accuracy by a loop over the groups present, in numpy float64."
+    ok = np.asarray(pred) == np.asarray(y)
+    return min(ok[(y == i) & (a == j)].mean() for i in np.unique(y) for j in np.unique(a) if ((y == i) & (a == j)).any())
+
+def test_toy_worst_group_is_the_exact_fraction_of_the_worst_group():
+    x, y, a = toy_data(3000, rho=0.9, seed=5)
+    w, b = toy_head(x, y)[1]
+    pred = (x @ w + b > 0).astype(int)
+    got = toy_worst_group((w, b), x, y, a)
+    assert got == brute_worst_group(pred, y, a)                                       # bit-identical to numpy
+    assert abs(got - worst_group_accuracy(pred, y, a, TOY_INFO)) < 1e-6               # metrics' float32 value
+    assert got < (pred == y).mean()                                                   # the shortcut costs the worst group
+
+def test_dispel_grid_scores_each_head_by_its_held_out_worst_group():
+    x, y, a = toy_data(600, rho=0.8, seed=1)
+    g = y * 2 + a
+    fit_i, val_i = split_halves(g, np.random.default_rng(0))
+    P, Py = x[:0], y[:0]
+    grid = dispel_grid(x, y, a, TOY_INFO, fit_i, val_i, P, Py, (1., 0.5), (1.,), (1., 0.01), 200, np.random.default_rng(3))
+    rng = np.random.default_rng(3)   # the same draws, head by head, in the grid's order
+    for _, r in grid.iterrows():
+        h = mixed_head(x, y, g, fit_i, P, Py, r.s, r.alpha, r.C, 200, rng)
+        assert r.valid_worst_group == brute_worst_group(head_probs(h, x[val_i]).argmax(1).numpy(), y[val_i], a[val_i])
+    assert list(grid[['s', 'C']].itertuples(index=False, name=None)) == [(1., 1.), (1., 0.01), (0.5, 1.), (0.5, 0.01)]
+
+# --- the stand-in batch, the embeddings ---------------------------------------------------------------------------
+
+def test_mixed_pair_counts_count_every_mixed_row(dob):
+    set_seed(0, reproducible=True)
+    n = mixed_pair_counts(SpuriousMix(dob.spurious, p=0.25), dob, bs=100)
+    sizes = [len(b[0]) for b in dob.dls(bs=100, seed=0, device='cpu').train]
+    assert n.values.sum() == sum(round(0.25 * s) for s in sizes) and n.shape == (2, 2)
+
+def test_embeddings_are_the_input_of_the_last_layer_and_keep_the_mode(dob):
+    set_seed(0, reproducible=True)
+    model = make_backbone('masktune_cnn', 3, 2).train()
+    ds = dob.valid.subset(torch.arange(40))
+    e = embeddings(model, ds, bs=16)
+    assert model.training and e.shape == (40, 256) and e.dtype == torch.float32
+    logits = eval_preds(model, [(ds.x,)], softmax=False)[0]
+    assert torch.allclose(last_linear(model)(e), logits, atol=1e-5)
+
+# --- the experiment: one seed at tiny sizes ------------------------------------------------------------------------
+
+FIT = dict(bs=128, lr=0.01, wd=1e-4, precision='fp32')
+MIX = dict(p=1., lam=0.8, beta_alpha=None, draw='uniform', **FIT)
+
+@pytest.fixture(scope='module')
+def run():
+    data = experiment_data('digits_on_backgrounds', 0, 'sklearn', n_train=None)
+    return seed_run(data, 0, dict(epochs=2, **FIT), MIX, dict(s_grid=(1., 0.8), alpha_grid=(1.,), C_grid=(1., 0.1), n_fits=1, pool_size=100, missing='drop'),
+                    ft_epochs=1, ll_epochs=1)
+
+def test_seed_run_rows(run):
+    rows = pd.DataFrame(run['rows'])
+    methods = ['ERM', 'input mixing (full network)', 'ERM continued (no mixing)', 'input mixing (last layer)', 'embedding mixing (DISPEL)', 'DFR']
+    assert list(dict.fromkeys(rows.method)) == methods
+    assert set(rows[rows.method == 'ERM'].selection) == {SEL_AVG, SEL_WG} and set(rows[rows.method == 'DFR'].selection) == {SEL_HALF}
+    assert len(rows) == (4 * 2 + 2) * 4 and rows.value.between(0, 1).all() and (rows.split == 'test').all()
+    assert set(rows.epoch.dropna()) <= {1, 2} and rows[rows.method == 'DFR'][['s', 'alpha']].drop_duplicates().values.tolist() == [[1., 1.]]
+
+def test_seed_run_values_match_an_independent_evaluation(run):
+    data, rows = run['data'], pd.DataFrame(run['rows'])
+    # DFR: its head on the pre-trained model's test embeddings, worst group by a loop over the groups
+    probs = dispel_probs(run['fits']['DFR'], embeddings(run['pretrained'], data['test']).numpy())
+    got = rows[(rows.method == 'DFR') & (rows.metric == 'worst group')].value.item()
+    assert abs(got - brute_worst_group(probs.argmax(1).numpy(), data['test'].y.numpy(), data['test'].a.numpy())) < 1e-6
+    # ERM: the weights of the selected epoch, evaluated again; the learner is left at its last epoch
+    erm, model = run['erm'], run['erm']['learn'].model
+    e = select_epoch(erm, data.info, SEL_AVG)
+    last = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(v, erm['epochs'][-1]['state'][k]) for k, v in last.items())
+    model.load_state_dict(erm['epochs'][e]['state'])
+    p, y, a = eval_preds(model, data.dl('test'))
+    model.load_state_dict(last)
+    got = rows[(rows.method == 'ERM') & (rows.selection == SEL_AVG) & (rows.metric == 'average (plain)')]
+    assert got.epoch.item() == e + 1 and abs(got.value.item() - (p.argmax(1) == y).float().mean().item()) < 1e-6
+
+def test_first_epochs_of_a_longer_run_are_the_shorter_run(run):
+    "The ablation reuses the main run's first epochs: with a constant LR they are the run of fewer epochs."
+    data = run['data']
+    one, two = mix_run(run['pretrained'], data, 0, 1, **MIX), mix_run(run['pretrained'], data, 0, 2, **MIX)
+    cut = first_epochs(two, 1)
+    assert len(cut['epochs']) == 1 and all(torch.equal(v, cut['epochs'][0]['state'][k]) for k, v in one['epochs'][0]['state'].items())
+    assert not all(torch.equal(v, two['epochs'][1]['state'][k]) for k, v in one['epochs'][0]['state'].items())
+    assert torch.equal(epoch_preds(cut, data, 0)['test'][0], epoch_preds(one, data, 0)['test'][0])
+
+def test_select_epoch_needs_a_known_rule(run):
+    with pytest.raises(ValueError, match="expected SEL_AVG"): select_epoch(run['erm'], run['data'].info, 'last epoch')
+    assert select_epoch(run['erm'], run['data'].info, SEL_WG) in (0, 1)
+
+def test_ablation_variants_change_one_choice_each():
+    v = ablation_variants(MIX, lams=[0.5, 0.8], betas=[2.0], ps=[0.5, 1.0], draws=['uniform', 'train'])
+    assert v == [('main run', {}), ('λ = 0.5', {'lam': 0.5}), ('λ ~ Beta(2.0, 2.0)', {'beta_alpha': 2.0}), ('p = 0.5', {'p': 0.5}), ('draw = train', {'draw': 'train'})]
+
+# --- reading the results: worst groups per seed, the claims' rules ----------------------------------------------------
+
+def fake_results(values:dict, splits=('test_a', 'test_b')):
+    "Tidy worst-group rows: method -> per-seed values on the first split (the second split is 0.05 higher)."
+    rows = [dict(dataset='tb', method=m, split=sp, metric='worst group', value=v + 0.05 * k, seed=s, selection=SEL_HALF if m in ('DFR', 'embedding mixing (DISPEL)') else SEL_AVG)
+            for m, vs in values.items() for s, v in enumerate(vs) for k, sp in enumerate(splits)]
+    return pd.DataFrame(rows)
+
+def test_seed_worst_groups_take_the_worse_split():
+    r = fake_results({'ERM': [0.1, 0.3, 0.2]})
+    assert seed_worst_groups(r, 'tb', method='ERM').tolist() == [0.1, 0.3, 0.2]
+    assert abs(mean_worst_group(r, 'tb', 'test_b', method='ERM') - 0.25) < 1e-12 and abs(mean_worst_group(r, 'tb', method='ERM') - 0.2) < 1e-12
+    assert np.isnan(mean_worst_group(r, 'tb', method='DFR'))
+
+def test_testbed_claims_verdicts():
+    r = fake_results({'ERM': [0.1, 0.1, 0.1], 'input mixing (full network)': [0.5, 0.4, 0.6], 'ERM continued (no mixing)': [0.45, 0.42, 0.5],
+                      'input mixing (last layer)': [0.18, 0.2, 0.1], 'embedding mixing (DISPEL)': [0.7, 0.7, 0.7], 'DFR': [0.72, 0.72, 0.72]})
+    c = {row['claim'].split(': ', 1)[1]: row for row in dm.testbed_claims(r, 'tb')}
+    assert c["fine-tuning with input mixing (full network) raises the pre-trained model's worst group"]['verdict'] == 'reproduced'   # +40 points
+    ctrl = c['the gain is due to the mixing (against the same fine-tuning without mixing)']
+    assert ctrl['verdict'] == 'partly' and '+4.3 ± ' in ctrl['here']                    # +4.3 points: under 5
+    assert c['input mixing of the last layer only raises the worst group']['verdict'] == 'partly'   # +6 points
+    assert c['embedding mixing (DISPEL) is at least as good as DFR (worst group)']['verdict'] == 'partly'   # 2 points below
+    only_heads = dm.testbed_claims(r[r.method.isin(['DFR', 'embedding mixing (DISPEL)', 'ERM'])], 'tb')
+    assert len(only_heads) == 1   # no input mixing rows: only the DISPEL claim
+
+def test_draw_claim():
+    abl = pd.DataFrame([dict(dataset='tb', variant=v, split='test', metric='worst group', value=x, seed=0, selection=SEL_AVG)
+                        for v, x in [('main run', 0.8), ('draw = train', 0.75)]])
+    assert draw_claim(abl, 'tb', 1)['verdict'] == 'partly' and draw_claim(abl[abl.variant == 'main run'], 'tb', 1) is None
