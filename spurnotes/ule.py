@@ -55,7 +55,7 @@ def output_of(pred:torch.Tensor,       # logits `(N, C)`
 # %% ../nbs/05_ule.ipynb #69cbbf91
 def normalize_grad(g:torch.Tensor,     # input gradients `(N, ...)`
                    norm:str='l2',      # 'none'; 'l2': unit root-mean-square per example; 'maxabs': max |g| = 1 per example
-                   eps:float=1e-12):
+                   eps:float=1e-12):   # added under the square root ('l2'), or the smallest divisor ('maxabs')
     "Per-example input gradients flattened to `(N, D)` and normalised."
     _check_option('norm', norm, NORMS)
     f = g.flatten(1)
@@ -79,14 +79,20 @@ def ule_penalty(g_t:torch.Tensor,      # the teacher's input gradients `(N, ...)
     return (cos ** 2).mean() if penalty == 'cos2' else cos.mean() ** 4
 
 # %% ../nbs/05_ule.ipynb #667bae80
-def reinit(model:nn.Module):
+def reinit(model:nn.Module):   # any model; changed in place
     "`model`, in place, with every submodule that has `reset_parameters` re-initialised from the global RNG."
     for m in model.modules():
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
     return model
 
-def student_step_grads(student:nn.Module, x:torch.Tensor, yb:tuple, loss_func, output:str='logit', scale:float=1.,
-                       autocast=None):   # a context manager for the forward pass (the learner's precision); None: full precision
+# %% ../nbs/05_ule.ipynb #03cb282a
+def student_step_grads(student:nn.Module,   # the student (in train mode)
+                       x:torch.Tensor,      # the batch's input, requiring grad
+                       yb:tuple,            # the batch's targets `(y, a)`: the loss's arguments after the prediction
+                       loss_func,           # the learner's loss, `loss_func(pred, *yb)`, a batch mean
+                       output:str='logit',  # one of `OUTPUTS`: whose input gradient is returned
+                       scale:float=1.,      # loss scale of both backward passes (fp16); the gradients returned are scaled by it
+                       autocast=None):      # a context manager for the forward pass (the learner's precision); None: full precision
     "`(pred, loss, input gradient, parameter gradients)` of the student on batch `x` (which requires grad): one backward for 'loss', two otherwise."
     with (autocast if autocast is not None else contextlib.nullcontext()): pred = student(x).float()
     loss = loss_func(pred, *yb)
@@ -101,9 +107,17 @@ def student_step_grads(student:nn.Module, x:torch.Tensor, yb:tuple, loss_func, o
     return pred, loss, g, pg
 
 # %% ../nbs/05_ule.ipynb #f9346415
-def teacher_loss(pred:torch.Tensor, x:torch.Tensor, y:torch.Tensor, loss:torch.Tensor, g_s:torch.Tensor,
-                 lam:float=1., penalty:str='mse', output:str='logit', norm:str='l2', weighting:str='add',
-                 scale:float=1.):   # loss scale of the input-gradient pass (fp16: keeps small gradients from underflowing)
+def teacher_loss(pred:torch.Tensor,    # the teacher's logits `(N, C)`, from a forward pass of `x`
+                 x:torch.Tensor,       # the batch's input, requiring grad
+                 y:torch.Tensor,       # labels `(N,)`
+                 loss:torch.Tensor,    # the teacher's batch-mean loss on `pred`, its graph kept
+                 g_s:torch.Tensor,     # the student's input gradients, same shape as `x` (detached here)
+                 lam:float=1.,         # weight of the penalty ('add'), or of the loss ('convex')
+                 penalty:str='mse',    # one of `PENALTIES`
+                 output:str='logit',   # one of `OUTPUTS`: the teacher's differentiated output
+                 norm:str='l2',        # one of `NORMS`
+                 weighting:str='add',  # one of `WEIGHTINGS`
+                 scale:float=1.):      # loss scale of the input-gradient pass (fp16: keeps small gradients from underflowing), divided out
     "`(total loss, penalty)` of the teacher: its input gradient by double backprop (`create_graph=True`), the penalty against the detached `g_s`."
     out = loss * len(y) if output == 'loss' else output_of(pred, y, output)
     g_t, = torch.autograd.grad(out * scale if scale != 1. else out, x, create_graph=True)
