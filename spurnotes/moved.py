@@ -88,10 +88,10 @@ MOVED = {
         'SnapshotCallback': ('learner', 'SnapshotCallback'),
         'fit_with_checkpoints': ('learner', 'fit_with_checkpoints'), 'load_checkpoint': ('learner', 'load_checkpoint'),
         'saliency_share': ('saliency', 'saliency_share'), 'masked_share': ('saliency', 'masked_share'),
-        'dataset_heat': ('saliency', 'dataset_heat'),
+        'dataset_heat': ('saliency', 'dataset_heat'), 'masktune': ('masktune', 'fit_masktune'),
     },
     'ule': {
-        'SUMMARIES': ('metrics', 'SUMMARIES'),
+        'SUMMARIES': ('metrics', 'SUMMARIES'), 'model_preds': ('learner', 'eval_preds'),
     },
 }
 
@@ -107,8 +107,9 @@ def moved_getattr(old:str,    # the old module's name, e.g. 'core'
     warnings.warn(f"spurnotes.{old}.{name} moved to {path}.{new}: import it from there (the old name goes in spurnotes {REMOVED_IN}).",
                   DeprecationWarning, stacklevel=3)
     obj = getattr(importlib.import_module(path), new)
-    # 0.0.1's set_seed was fastai's with reproducible=True
-    return partial(obj, reproducible=True) if (old, name) == ('core', 'set_seed') else obj
+    if (old, name) == ('core', 'set_seed'): return partial(obj, reproducible=True)   # 0.0.1's was fastai's with reproducible=True
+    if (old, name) == ('ule', 'SUMMARIES'): return {s.label: s.kind for s in obj}     # 0.0.1's was a label -> kind dict
+    return obj
 
 # %% ../nbs/99_moved.ipynb #44ea77a3
 def install_old_modules(names=('core', 'data', 'benchmark')):  # the 0.0.1 modules to stand in for (keys of `MOVED`)
