@@ -90,6 +90,9 @@ MOVED = {
         'saliency_share': ('saliency', 'saliency_share'), 'masked_share': ('saliency', 'masked_share'),
         'dataset_heat': ('saliency', 'dataset_heat'), 'masktune': ('masktune', 'fit_masktune'),
     },
+    'rare_spurious': {
+        'make_model': ('rare_spurious', 'rare_model'), 'mean_sem': ('report', 'mean_sem'),
+    },
     'ule': {
         'SUMMARIES': ('metrics', 'SUMMARIES'), 'model_preds': ('learner', 'eval_preds'),
     },
@@ -104,7 +107,8 @@ def moved_getattr(old:str,    # the old module's name, e.g. 'core'
     if name not in MOVED.get(old, {}): raise AttributeError(f"module 'spurnotes.{old}' has no attribute {name!r}")
     mod, new = MOVED[old][name]
     path = mod if '.' in mod else f'spurnotes.{mod}'
-    warnings.warn(f"spurnotes.{old}.{name} moved to {path}.{new}: import it from there (the old name goes in spurnotes {REMOVED_IN}).",
+    where = f"was renamed {new}" if path == f'spurnotes.{old}' else f"moved to {path}.{new}"
+    warnings.warn(f"spurnotes.{old}.{name} {where}: import it from there (the old name goes in spurnotes {REMOVED_IN}).",
                   DeprecationWarning, stacklevel=3)
     obj = getattr(importlib.import_module(path), new)
     if (old, name) == ('core', 'set_seed'): return partial(obj, reproducible=True)   # 0.0.1's was fastai's with reproducible=True

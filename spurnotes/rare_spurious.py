@@ -768,3 +768,7 @@ def sweep_result_rows(summary:pd.DataFrame,  # `summarise_sweep` rows
              f'spurious score (y != {c}) SEM': r.score_not_c_sem, **({'p-value': r.score_p} if r.n > 0 else {}), 'clean accuracy': r.clean_acc}
         rows += result_rows(f"{r.arch} {r.pattern} n={r.n}", v, dataset, selection)
     return rows
+
+# %% ../nbs/02_rare_spurious.ipynb #b1e0f846
+# names this module held in 0.0.1 that moved or were renamed (`spurnotes.moved.MOVED`): they resolve, with a warning, for one release
+def __getattr__(name): from spurnotes.moved import moved_getattr; return moved_getattr('rare_spurious', name)
