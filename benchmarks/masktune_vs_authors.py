@@ -282,7 +282,7 @@ def spurnotes_pipeline(seed, epochs, tmpdir, masktune_too=True):
         smt.masked_dataset = masked_dataset
         try:
             t, c = time.perf_counter(), time.process_time()
-            smt.masktune(learn, data.train, data.valid, bs=128, seed=seed)
+            smt.fit_masktune(learn, data.train, data.valid, bs=128, seed=seed)
             clock('masktune', t, c)
         finally: smt.masked_dataset = _md
         t, c = time.perf_counter(), time.process_time()
