@@ -49,7 +49,7 @@ def toy_data(n:int=4000,            # examples
              mu_spur:float=1.,      # attribute means of the spurious coordinate are -mu_spur and +mu_spur
              sd_core:float=1.,      # noise of the core coordinate (the core is the harder feature)
              sd_spur:float=0.25,    # noise of the spurious coordinate (the shortcut is the cleaner one)
-             seed:int=0):
+             seed:int=0):           # the draw
     "A linear/Gaussian toy: `x = (core, spurious)`, labels `y`, attributes `a` (agreeing with `y` with probability `rho`)."
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
@@ -59,13 +59,14 @@ def toy_data(n:int=4000,            # examples
     return x, y, a
 
 # %% ../nbs/04_data_mixing.ipynb #e9a874d2
-def toy_mix(x, y,                   # toy examples and their labels (`toy_data`)
+def toy_mix(x,                      # toy examples (`toy_data`)
+            y,                      # their labels
             lam:float,              # weight of the spurious-only point in the mix
             q:float=0.5,            # P(a' = y) of the mixed-in attribute (0.5: uniform, the method)
             p:float=1.,             # share of the examples that is mixed
             mu_spur:float=1.,       # attribute means of the spurious coordinate (as `toy_data`)
             sd_spur:float=0.25,     # noise of the spurious coordinate (as `toy_data`)
-            seed:int=0):
+            seed:int=0):            # the draws of the attributes, the noise and the mixed rows
     "Mix a share `p` of `x` with spurious-only points `s = (0, spurious of a')`: `(1-lam)x + lam s`, with P(a' = y) = `q` (0.5: uniform)."
     rng = np.random.default_rng(seed)
     n = len(x)
@@ -90,7 +91,9 @@ def _worst_group(preds, y, a, info:GroupInfo):
 TOY_INFO = GroupInfo(['y 0', 'y 1'], ['a 0', 'a 1'])   # the toy's classes and attributes
 
 def toy_worst_group(head,        # a raw-coordinate head `(w, b)` (`toy_head`)
-                    x, y, a):    # toy examples, labels and attributes
+                    x,           # toy examples
+                    y,           # their labels
+                    a):          # their attributes
     "Worst-group accuracy of a raw-coordinate head `(w, b)` on `(x, y, a)`."
     w, b = head
     return _worst_group((x @ w + b > 0).astype(int), y, a, TOY_INFO)
@@ -112,7 +115,8 @@ def toy_sweep(lams,               # mixing weights λ (every example mixed)
     return pd.DataFrame(rows)
 
 def toy_row(toy:pd.DataFrame,     # a `toy_sweep` table
-            lam:float, q:float):  # the setting
+            lam:float,            # the mixing weight
+            q:float):             # P(a' = y) of the draw
     "The row of a `toy_sweep` table nearest to (`lam`, `q`)."
     return toy.iloc[((toy.lam - lam).abs() + (toy.q - q).abs()).argmin()]
 
@@ -214,7 +218,9 @@ class _StandIn:
     def __init__(self, xb, yb, device='cpu'): self.xb, self.yb, self.dls = xb, yb, type('D', (), {'device': device})()
 
 def mix_batch(cb:SpuriousMix,   # the callback
-              x, y, a,          # one batch: images, labels, attributes
+              x,                # one batch: images
+              y,                # labels
+              a,                # attributes
               fit:bool=True):   # call `cb.before_fit` first (it moves the spurious set to the device)
     "The batch `x` as `cb` hands it to the model: one `before_batch` outside a Learner (a stand-in holds the batch)."
     cb.learn = _StandIn((x,), (y, a))
@@ -305,17 +311,21 @@ def split_halves(g,      # group index of every example of a group-labelled set
     first = np.sort(np.concatenate(first)); second = np.setdiff1d(np.arange(len(g)), first)
     return second, first   # (fit half, the larger one when a group is odd; held-out half)
 
-def _labelled_halves(g, info:GroupInfo, missing:str, rng):
-    "`split_halves` of a group-labelled set; with missing='error', raise if the set or a half lacks a group."
+def _labelled_halves(y, a, info:GroupInfo, missing:str, rng):
+    "The groups of a group-labelled set and its `split_halves`; with missing='error', raise if the set or a half lacks a group."
+    if missing not in ('error', 'drop'): raise ValueError(f"missing={missing!r}: expected 'error' or 'drop'.")
+    g = y * info.n_attrs + a
     if missing == 'error': check_groups(g, info, 'The group-labelled set')
     fit_i, val_i = split_halves(g, rng)
     if missing == 'error':
         for half, name in [(fit_i, 'fitting'), (val_i, 'held-out')]: check_groups(g[half], info, f"The {name} half of the group-labelled set")
-    return fit_i, val_i
+    return g, fit_i, val_i
 
 # %% ../nbs/04_data_mixing.ipynb #bb388fe4
-def mix_embeddings(e, y,             # embeddings to mix and their labels
-                   e_bal, y_bal,     # the group-balanced partners and their labels
+def mix_embeddings(e,                # embeddings to mix
+                   y,                # their labels
+                   e_bal,            # the group-balanced partners
+                   y_bal,            # their labels
                    s:float,          # weight of the partner
                    alpha:float,      # probability that an embedding is mixed
                    rng):             # a numpy Generator
@@ -330,6 +340,7 @@ def mix_embeddings(e, y,             # embeddings to mix and their labels
         out[rows] = s * e_bal[j] + (1 - s) * e[rows]
     return out
 
+# %% ../nbs/04_data_mixing.ipynb #5189140e
 def class_balanced(y,               # labels
                    n:int|None,      # examples in all, drawn with replacement; None: the smallest class's size per class, without
                    rng):            # a numpy Generator
@@ -340,7 +351,8 @@ def class_balanced(y,               # labels
     return np.concatenate([rng.choice(np.flatnonzero(y == c), n // len(cs), replace=True) for c in cs])
 
 # %% ../nbs/04_data_mixing.ipynb #9c562224
-def fit_l1_head(x, y,               # features and labels
+def fit_l1_head(x,                  # features
+                y,                  # labels
                 C:float,            # inverse L1 strength
                 seed:int=0,         # liblinear's random state
                 max_iter:int=1000): # liblinear's iterations
@@ -363,9 +375,12 @@ def head_probs(head,   # a linear head `(coef, intercept, ...)` (`fit_l1_head`)
     return torch.softmax(z, 1)
 
 # %% ../nbs/04_data_mixing.ipynb #3fe4b020
-def mixed_head(X, y, g,               # the group-labelled set: standardised embeddings, labels, groups
+def mixed_head(X,                     # the group-labelled set's standardised embeddings
+               y,                     # its labels
+               g,                     # its groups
                idx,                   # the examples of it that this head uses (a half, or all)
-               P, Py,                 # the pool without group labels: standardised embeddings and labels
+               P,                     # the pool without group labels: standardised embeddings
+               Py,                    # its labels
                s:float,               # weight of the balanced partner (`mix_embeddings`)
                alpha:float,           # probability of mixing an example
                C:float,               # inverse L1 strength
@@ -378,11 +393,17 @@ def mixed_head(X, y, g,               # the group-labelled set: standardised emb
     return fit_l1_head(mix_embeddings(px[pi], py[pi], X[bal], y[bal], s, alpha, rng), py[pi], C, int(rng.integers(1 << 31)))
 
 # %% ../nbs/04_data_mixing.ipynb #04c1a313
-def dispel_grid(X, y, a,                     # the group-labelled set: standardised embeddings, labels, attributes
+def dispel_grid(X,                           # the group-labelled set's standardised embeddings
+                y,                           # its labels
+                a,                           # its attributes
                 info:GroupInfo,              # its groups
-                fit_i, val_i,                # its fitting and held-out halves (`split_halves`)
-                P, Py,                       # the pool without group labels: standardised embeddings and labels
-                s_grid, alpha_grid, C_grid,  # the grid (`dispel`)
+                fit_i,                       # its fitting half (`split_halves`)
+                val_i,                       # its held-out half
+                P,                           # the pool without group labels: standardised embeddings
+                Py,                          # its labels
+                s_grid,                      # partner weights (`dispel`)
+                alpha_grid,                  # probabilities of mixing
+                C_grid,                      # inverse L1 strengths
                 pool_size:int|None,          # mixed examples per fit
                 rng):                        # a numpy Generator
     "Every (s, alpha, C) fitted on the fitting half and scored by worst group on the held-out half: one row each."
@@ -396,9 +417,12 @@ def dispel_grid(X, y, a,                     # the group-labelled set: standardi
     return pd.DataFrame(grid)
 
 # %% ../nbs/04_data_mixing.ipynb #e95d6b14
-def dispel(e_lab, y_lab, a_lab,           # embeddings, labels and attributes of the group-labelled set
+def dispel(e_lab,                         # embeddings of the group-labelled set
+           y_lab,                         # its labels
+           a_lab,                         # its attributes
            info:GroupInfo,                # its classes and attributes
-           e_pool=None, y_pool=None,      # embeddings and labels without group labels (e.g. the training set) to mix into
+           e_pool=None,                   # embeddings without group labels (e.g. the training set) to mix into
+           y_pool=None,                   # their labels
            s_grid=(1.0, 0.9, 0.8, 0.7),   # weights of the balanced partner
            alpha_grid=(1.0, 0.8, 0.6, 0.4, 0.2),  # probabilities of mixing an example
            C_grid=(1., 0.7, 0.3, 0.1, 0.07, 0.03, 0.01),  # inverse L1 strengths
@@ -407,10 +431,8 @@ def dispel(e_lab, y_lab, a_lab,           # embeddings, labels and attributes of
            missing:str='error',           # a group absent from the labelled set: 'error', or 'drop' (balance over the groups present)
            seed:int=0):                   # every draw (halves, partners, pools, liblinear's states)
     "DISPEL (SpuCo's embedding-space data mixing): grid over (s, alpha, C) scored by worst group on a held-out half, then the mean of `n_fits` heads."
-    if missing not in ('error', 'drop'): raise ValueError(f"missing={missing!r}: expected 'error' or 'drop'.")
     rng, y_lab, a_lab = np.random.default_rng(seed), np.asarray(y_lab), np.asarray(a_lab)
-    g = y_lab * info.n_attrs + a_lab
-    fit_i, val_i = _labelled_halves(g, info, missing, rng)
+    g, fit_i, val_i = _labelled_halves(y_lab, a_lab, info, missing, rng)
     scaler = StandardScaler().fit(e_lab)
     X = scaler.transform(e_lab)
     P, Py = (scaler.transform(e_pool), np.asarray(y_pool)) if e_pool is not None else (X[:0], y_lab[:0])
@@ -421,7 +443,9 @@ def dispel(e_lab, y_lab, a_lab,           # embeddings, labels and attributes of
     return dict(head=head, scaler=scaler, s=best['s'], alpha=best['alpha'], C=best['C'], grid=grid, converged=all(h[2] for h in heads))
 
 # %% ../nbs/04_data_mixing.ipynb #47ce12df
-def dfr(e_lab, y_lab, a_lab,           # embeddings, labels and attributes of the group-labelled set
+def dfr(e_lab,                         # embeddings of the group-labelled set
+        y_lab,                         # its labels
+        a_lab,                         # its attributes
         info:GroupInfo,                # its classes and attributes
         C_grid=(1., 0.7, 0.3, 0.1, 0.07, 0.03, 0.01),  # inverse L1 strengths
         **kwargs):                     # passed to `dispel` (pool, n_fits, pool_size, missing, seed)
