@@ -31,7 +31,7 @@ __all__ = ['TOY_INFO', 'SEL_AVG', 'SEL_WG', 'SEL_HALF', 'SEL_LAST', 'MIX_CHOICES
            'head_probs', 'mixed_head', 'dispel_grid', 'dispel', 'dfr', 'dispel_probs', 'pretrained_backbone',
            'split_preds', 'tracked_run', 'first_epochs', 'epoch_preds', 'select_epoch', 'result_rows', 'tracked_rows',
            'erm_run', 'mix_run', 'last_layer_heads', 'seed_run', 'seed_worst_groups', 'mean_worst_group',
-           'ablation_variants', 'ablation_rows', 'wide_grid_rows', 'toy_claim', 'testbed_claims', 'draw_claim']
+           'ablation_variants', 'ablation_rows', 'wide_grid_rows', 'toy_claim', 'claims_per_testbed', 'draw_claim']
 
 # %% ../nbs/04_data_mixing.ipynb #7fbf7243
 from .groups import GroupDataset, GroupInfo, SpuriousData
@@ -719,7 +719,7 @@ def _input_mixing_claims(dn, e, m, c_, ll):
                  here=f"ERM {e.mean():.3f} → {ll.mean():.3f} ({100 * (ll - e).mean():+.1f} points)",
                  verdict=_verdict((ll - e).mean() >= 0.15, (ll - e).mean() >= 0.05), rule='reproduced: gain ≥ 15 points; partly: ≥ 5 points')]
 
-def testbed_claims(results:pd.DataFrame,   # the main run's rows (`seed_run`)
+def claims_per_testbed(results:pd.DataFrame,   # the main run's rows (`seed_run`)
                    dataset:str):           # the testbed
     "Claim rows of one testbed: input mixing against ERM, against the control, last layer only (where it ran); DISPEL against DFR."
     dn, wg = dataset.replace('_', ' '), lambda method, sel=SEL_AVG: seed_worst_groups(results, dataset, sel, method=method)

@@ -16,7 +16,7 @@ from spurnotes.data_mixing import SpuriousMix, attr_probs, mix_learner, last_lin
 from spurnotes.data_mixing import (toy_head, toy_worst_group, TOY_INFO, experiment_data, mix_batch, mixed_pair_counts, split_halves, mixed_head,
                                    dispel_grid, head_probs, mix_run, first_epochs, epoch_preds, select_epoch, seed_run, ablation_variants,
                                    seed_worst_groups, mean_worst_group, draw_claim, SEL_AVG, SEL_WG, SEL_HALF)
-import spurnotes.data_mixing as dm   # (dm.testbed_claims: a name pytest would collect as a test)
+import spurnotes.data_mixing as dm   # (dm.claims_per_testbed: a name pytest would collect as a test)
 from spurnotes.metrics import worst_group_accuracy
 from spurnotes.learner import eval_preds
 from spurnotes.models import weights_path
@@ -310,13 +310,13 @@ def test_seed_worst_groups_take_the_worse_split():
 def test_testbed_claims_verdicts():
     r = fake_results({'ERM': [0.1, 0.1, 0.1], 'input mixing (full network)': [0.5, 0.4, 0.6], 'ERM continued (no mixing)': [0.45, 0.42, 0.5],
                       'input mixing (last layer)': [0.18, 0.2, 0.1], 'embedding mixing (DISPEL)': [0.7, 0.7, 0.7], 'DFR': [0.72, 0.72, 0.72]})
-    c = {row['claim'].split(': ', 1)[1]: row for row in dm.testbed_claims(r, 'tb')}
+    c = {row['claim'].split(': ', 1)[1]: row for row in dm.claims_per_testbed(r, 'tb')}
     assert c["fine-tuning with input mixing (full network) raises the pre-trained model's worst group"]['verdict'] == 'reproduced'   # +40 points
     ctrl = c['the gain is due to the mixing (against the same fine-tuning without mixing)']
     assert ctrl['verdict'] == 'partly' and '+4.3 ± ' in ctrl['here']                    # +4.3 points: under 5
     assert c['input mixing of the last layer only raises the worst group']['verdict'] == 'partly'   # +6 points
     assert c['embedding mixing (DISPEL) is at least as good as DFR (worst group)']['verdict'] == 'partly'   # 2 points below
-    only_heads = dm.testbed_claims(r[r.method.isin(['DFR', 'embedding mixing (DISPEL)', 'ERM'])], 'tb')
+    only_heads = dm.claims_per_testbed(r[r.method.isin(['DFR', 'embedding mixing (DISPEL)', 'ERM'])], 'tb')
     assert len(only_heads) == 1   # no input mixing rows: only the DISPEL claim
 
 def test_draw_claim():
