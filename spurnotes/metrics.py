@@ -13,10 +13,10 @@ from fastai.learner import Metric
 from .groups import GroupInfo
 
 # %% auto #0
-__all__ = ['SUMMARIES', 'SUMMARY_LABELS', 'group_correct_total', 'accuracy_from_counts', 'Summary', 'summary', 'group_accuracies',
-           'plain_accuracy', 'train_weighted_accuracy', 'group_mean_accuracy', 'worst_group_accuracy', 'GroupMetric',
-           'WorstGroupAccuracy', 'PlainAccuracy', 'TrainWeightedAccuracy', 'GroupMeanAccuracy', 'GroupAccuracy',
-           'group_metrics', 'SyncedGroupMetric', 'distributed_group_metrics']
+__all__ = ['SUMMARIES', 'SUMMARY_LABELS', 'plain_accuracy', 'train_weighted_accuracy', 'group_mean_accuracy',
+           'worst_group_accuracy', 'group_correct_total', 'accuracy_from_counts', 'Summary', 'summary',
+           'group_accuracies', 'GroupMetric', 'WorstGroupAccuracy', 'PlainAccuracy', 'TrainWeightedAccuracy',
+           'GroupMeanAccuracy', 'GroupAccuracy', 'group_metrics', 'SyncedGroupMetric', 'distributed_group_metrics']
 
 # %% ../nbs/00b_metrics.ipynb #e8a28a28
 def _labels(preds):
@@ -88,34 +88,24 @@ def group_accuracies(preds,            # probabilities or logits (N, n_classes),
     "Accuracy of each group (NaN where a group has no examples), a tensor of length `info.n_groups`."
     return _acc(*group_correct_total(preds, y, a, info))
 
-def plain_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
-                   y,                # labels, N ints
-                   a,                # spurious attributes, N ints
-                   info:GroupInfo):  # the groups
-    "Average accuracy (1): fraction of all examples classified correctly."
-    return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'plain', info)
-
-def train_weighted_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
-                            y,                # labels, N ints
-                            a,                # spurious attributes, N ints
-                            info:GroupInfo):  # the groups; needs `info.train_counts`
-    "Average accuracy (2): group accuracies weighted by the training group proportions (group DRO/JTT/DFR/WILDS), renormalised over the groups present."
-    return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'train_weighted', info)
+def _summary_function(kind:str, doc:str):
+    "The function `(preds, y, a, info) -> float` of one summary accuracy (`accuracy_from_counts` of `kind`), named `{kind}_accuracy`."
+    def accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
+                 y,                # labels, N ints
+                 a,                # spurious attributes, N ints
+                 info:GroupInfo):  # the groups (with `train_counts` for the train-weighted average)
+        return accuracy_from_counts(*group_correct_total(preds, y, a, info), kind, info)
+    accuracy.__name__ = accuracy.__qualname__ = f"{kind}_accuracy"
+    accuracy.__doc__ = doc
+    return accuracy
 
 # %% ../nbs/00b_metrics.ipynb #1e66ce72
-def group_mean_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
-                        y,                # labels, N ints
-                        a,                # spurious attributes, N ints
-                        info:GroupInfo):  # the groups
-    "Average accuracy (3): unweighted mean of the accuracies of the groups present."
-    return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'group_mean', info)
-
-def worst_group_accuracy(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
-                         y,                # labels, N ints
-                         a,                # spurious attributes, N ints
-                         info:GroupInfo):  # the groups
-    "Worst-group accuracy: the minimum accuracy over the groups present."
-    return accuracy_from_counts(*group_correct_total(preds, y, a, info), 'worst_group', info)
+# one function of the counts, four names: each summary accuracy as a plain function of predictions
+plain_accuracy = _summary_function('plain', "Average accuracy (1): fraction of all examples classified correctly.")
+train_weighted_accuracy = _summary_function('train_weighted', "Average accuracy (2): group accuracies weighted by the training "
+    "group proportions (group DRO/JTT/DFR/WILDS), renormalised over the groups present; needs `info.train_counts`.")
+group_mean_accuracy = _summary_function('group_mean', "Average accuracy (3): unweighted mean of the accuracies of the groups present.")
+worst_group_accuracy = _summary_function('worst_group', "Worst-group accuracy: the minimum accuracy over the groups present.")
 
 # %% ../nbs/00b_metrics.ipynb #2b267540
 class GroupMetric(Metric):
