@@ -305,3 +305,39 @@ def test_result_rows():
     assert rows.method.unique().tolist() == ['MLP S3 n=0', 'MLP S3 n=10'] and (rows.metric == 'p-value').sum() == 1
     assert rows.set_index(['method', 'metric']).loc[('MLP S3 n=10', 'spurious score (y != 0)'), 'value'] == .6
     assert (rows.selection == 'last epoch (of 3)').all() and (rows.notebook == '02_rare_spurious').all()
+
+
+# ---- property tests of the patterns (hypothesis) ----
+from hypothesis import given, settings, strategies as st, HealthCheck
+from spurnotes.rare_spurious import Pattern, make_pattern, PATTERNS
+
+# ---- patterns change nothing outside themselves ----
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from([p for p in PATTERNS if p[0] != 'R']), c=st.sampled_from([1, 3]),
+       h=st.integers(12, 40), seed=st.integers(0, 2**16))
+def test_set_pattern_only_touches_its_mask(name, c, h, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(4, c, h, h, generator=g)
+    p = make_pattern(name, (c, h, h), seed)
+    out = p(x)
+    outside = ~p.mask
+    assert torch.equal(out[..., outside], x[..., outside])
+    assert (out[..., p.mask] == 1).all()
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(mask=st.lists(st.booleans(), min_size=16 * 16, max_size=16 * 16), value=st.floats(0, 1), seed=st.integers(0, 999))
+def test_custom_pattern_is_local(mask, value, seed):
+    m = torch.tensor(mask).view(16, 16)
+    p = Pattern.from_mask('custom', m, value=value)
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    out = p(x)
+    assert torch.equal(out[..., ~m], x[..., ~m])
+    assert torch.allclose(out[..., m], torch.tensor(value, dtype=out.dtype))
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(['R1', 'R2', 'R3']), seed=st.integers(0, 999))
+def test_additive_pattern_stays_in_range_and_is_seeded(name, seed):
+    x = torch.rand(2, 1, 28, 28)
+    out = make_pattern(name, (1, 28, 28), seed)(x)
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(make_pattern(name, (1, 28, 28), seed).delta, make_pattern(name, (1, 28, 28), seed).delta)

@@ -1,5 +1,7 @@
 """The generated testbeds of spurnotes.testbeds: digit sources, their splits and the errors of impossible requests."""
 import numpy as np
+import torch
+from hypothesis import given, settings, strategies as st
 import pytest
 from conftest import make_mnist
 
@@ -45,3 +47,27 @@ def test_mnist_source_uses_the_authors_split(tmp_path):
     with pytest.raises(ValueError, match="keeps MNIST's official 10,000 test digits"): digit_splits(source='mnist', data_root=tmp_path, test_frac=0.3)
 
 
+from spurnotes.testbeds import biased_digits, digits_on_backgrounds, digit_splits, stripes
+
+# ---- generators are deterministic for a seed, and differ across seeds ----
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 50))
+def test_generators_are_seeded(seed):
+    for gen in (biased_digits, digits_on_backgrounds):
+        d1, d2 = gen(seed=seed), gen(seed=seed)
+        for k in d1.splits:
+            assert torch.equal(d1[k].x, d2[k].x) and torch.equal(d1[k].a, d2[k].a)
+    assert not torch.equal(digits_on_backgrounds(seed=seed).train.x, digits_on_backgrounds(seed=seed + 1).train.x)
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 100), aug=st.integers(0, 2))
+def test_digit_splits_seeded(seed, aug):
+    a, b = digit_splits(seed=seed, augment=aug), digit_splits(seed=seed, augment=aug)
+    assert all(torch.equal(a[k][0], b[k][0]) for k in a)
+    assert len(a['train'][0]) == (aug + 1) * len(digit_splits(seed=seed)['train'][0])
+
+def test_stripes_orientation():
+    s = stripes(torch.tensor([0, 1]), 28, seed=0)
+    # horizontal stripes are constant along each row, vertical along each column
+    assert torch.allclose(s[0], s[0][:, :, :1].expand_as(s[0]))
+    assert torch.allclose(s[1], s[1][:, :1, :].expand_as(s[1]))
