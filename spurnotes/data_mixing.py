@@ -29,16 +29,16 @@ __all__ = ['TOY_INFO', 'SEL_AVG', 'SEL_WG', 'SEL_HALF', 'SEL_LAST', 'MIX_CHOICES
            'mixed_pair_counts', 'draw_balance', 'last_linear', 'last_layer_splitter', 'embeddings', 'mix_learner',
            'check_groups', 'balanced_indices', 'split_halves', 'mix_embeddings', 'class_balanced', 'fit_l1_head',
            'head_probs', 'mixed_head', 'dispel_grid', 'dispel', 'dfr', 'dispel_probs', 'pretrained_backbone',
-           'split_preds', 'tracked_run', 'first_epochs', 'epoch_preds', 'select_epoch', 'result_rows', 'tracked_rows',
-           'erm_run', 'mix_run', 'last_layer_heads', 'seed_run', 'seed_worst_groups', 'mean_worst_group',
-           'ablation_variants', 'ablation_rows', 'wide_grid_rows', 'toy_claim', 'claims_per_testbed', 'draw_claim']
+           'tracked_run', 'first_epochs', 'epoch_preds', 'select_epoch', 'summary_rows', 'tracked_rows', 'erm_run',
+           'mix_run', 'last_layer_heads', 'seed_run', 'seed_worst_groups', 'mean_worst_group', 'ablation_variants',
+           'mix_ablation_rows', 'wide_grid_rows', 'toy_claim', 'claims_per_testbed', 'draw_claim']
 
 # %% ../nbs/04_data_mixing.ipynb #7fbf7243
 from .groups import GroupDataset, GroupInfo, SpuriousData
 from .loaders import group_dl
 from .metrics import group_correct_total, accuracy_from_counts, summary, SUMMARY_LABELS
 from .models import make_backbone, weights_path
-from .learner import erm_learner, set_precision, eval_preds, get_group_preds
+from .learner import split_preds, erm_learner, set_precision, eval_preds, get_group_preds
 from .report import group_report, sem
 from .datasets import load_dataset
 
@@ -469,14 +469,12 @@ def pretrained_backbone(arch:str='resnet50',   # a torchvision ResNet
 
 # %% ../nbs/04_data_mixing.ipynb #3546e70a
 SEL_AVG = 'valid average (no group labels)'                      # the epoch with the best validation average accuracy
-SEL_WG = 'valid worst group (group labels)'                      # the epoch with the best validation worst group
-SEL_HALF = 'held-out half of valid, worst group (group labels)'  # DISPEL and DFR: heads chosen on a held-out half of valid
-SEL_LAST = 'last epoch'                                          # the ablation's other selection
 
-def split_preds(learn:Learner,        # a fitted learner
-                data:SpuriousData):   # its testbed
-    "Predictions `(probs, y, a)` on the validation and every test split."
-    return {s: get_group_preds(learn, data.dl(s)) for s in ['valid'] + data.test_splits}
+SEL_WG = 'valid worst group (group labels)'                      # the epoch with the best validation worst group
+
+SEL_HALF = 'held-out half of valid, worst group (group labels)'  # DISPEL and DFR: heads chosen on a held-out half of valid
+
+SEL_LAST = 'last epoch'                                          # the ablation's other selection
 
 def tracked_run(learn:Learner,        # the learner to fit
                 epochs:int,           # epochs, one `fit(1)` each
@@ -516,7 +514,7 @@ def select_epoch(run:dict,          # a `tracked_run`
     return int(np.argmax(scores))
 
 # %% ../nbs/04_data_mixing.ipynb #a4905062
-def result_rows(preds:dict,          # split -> `(probs, y, a)` (`split_preds`)
+def summary_rows(preds:dict,          # split -> `(probs, y, a)` (`split_preds`)
                 data:SpuriousData,   # the testbed: its test splits and groups
                 method:str,          # the method's label
                 seed:int,            # the run's seed
@@ -536,11 +534,11 @@ def tracked_rows(run:dict,            # a `tracked_run`
                  method:str,          # the method's label
                  seed:int,            # the run's seed
                  **extra):            # more columns
-    "`result_rows` of both epoch selections of a `tracked_run` (`SEL_AVG`, `SEL_WG`), each with its epoch (1-based)."
+    "`summary_rows` of both epoch selections of a `tracked_run` (`SEL_AVG`, `SEL_WG`), each with its epoch (1-based)."
     out = []
     for sel in (SEL_AVG, SEL_WG):
         e = select_epoch(run, data.info, sel)
-        out += result_rows(epoch_preds(run, data, e), data, method, seed, sel, epoch=e + 1, **extra)
+        out += summary_rows(epoch_preds(run, data, e), data, method, seed, sel, epoch=e + 1, **extra)
     return out
 
 # %% ../nbs/04_data_mixing.ipynb #1d9ee6c3
@@ -617,7 +615,7 @@ def seed_run(data:SpuriousData,   # one seed's testbed (`experiment_data`)
         rows += tracked_rows(ctrl, data, 'ERM continued (no mixing)', seed) + tracked_rows(ll, data, 'input mixing (last layer)', seed)
         out.update(full=full, ll=ll)
     fits, preds = last_layer_heads(pre, data, seed, **heads)
-    for m, pm in preds.items(): rows += result_rows(pm, data, m, seed, SEL_HALF, s=fits[m]['s'], alpha=fits[m]['alpha'], C=fits[m]['C'])
+    for m, pm in preds.items(): rows += summary_rows(pm, data, m, seed, SEL_HALF, s=fits[m]['s'], alpha=fits[m]['alpha'], C=fits[m]['C'])
     return dict(out, rows=rows, fits=fits)
 
 # %% ../nbs/04_data_mixing.ipynb #cd6eac2e
@@ -626,7 +624,7 @@ def _worst_group_rows(results, dataset, selection, match):
     for k, v in match.items(): t = t[t[k] == v]
     return t
 
-def seed_worst_groups(results:pd.DataFrame,   # tidy rows (`seed_run`, `ablation_rows`)
+def seed_worst_groups(results:pd.DataFrame,   # tidy rows (`seed_run`, `mix_ablation_rows`)
                       dataset:str,            # the testbed
                       selection:str=SEL_AVG,  # the model selection
                       **match):               # more columns to match, e.g. method='ERM' or variant='main run'
@@ -658,7 +656,7 @@ def ablation_variants(mix:dict,      # the main run's `mix_run` arguments (its p
     return out
 
 # %% ../nbs/04_data_mixing.ipynb #8225195d
-def ablation_rows(run:dict,          # a `seed_run` with input mixing: its pre-trained model and full-network run
+def mix_ablation_rows(run:dict,          # a `seed_run` with input mixing: its pre-trained model and full-network run
                   seed:int,          # its seed
                   mix:dict,          # the main run's `mix_run` arguments
                   variants,          # `ablation_variants`
@@ -671,7 +669,7 @@ def ablation_rows(run:dict,          # a `seed_run` with input mixing: its pre-t
     rows = []
     for label, cfg, h in runs:
         for sel, e in [(SEL_AVG, select_epoch(h, data.info, SEL_AVG)), (SEL_LAST, len(h['epochs']) - 1)]:
-            rows += result_rows(epoch_preds(h, data, e), data, 'input mixing (full network)', seed, sel, variant=label, epoch=e + 1,
+            rows += summary_rows(epoch_preds(h, data, e), data, 'input mixing (full network)', seed, sel, variant=label, epoch=e + 1,
                                 **{k: str(v) for k, v in cfg.items()})
     return rows
 
@@ -689,7 +687,7 @@ def wide_grid_rows(run:dict,    # a `seed_run`: its pre-trained model, testbed a
     for lab, ff in [(f"DISPEL, s grid {max(s_main):g} to {min(s_main):g}", run['fits']['embedding mixing (DISPEL)']),
                     (f"DISPEL, s grid {max(s_wide):g} to {min(s_wide):g}", f)]:
         pp = {s_: (dispel_probs(ff, E[s_]), data[s_].y, data[s_].a) for s_ in data.test_splits}
-        rows += result_rows(pp, data, 'embedding mixing (DISPEL)', seed, SEL_HALF, variant=lab, chosen=f"s {ff['s']:g}, alpha {ff['alpha']:g}, C {ff['C']:g}")
+        rows += summary_rows(pp, data, 'embedding mixing (DISPEL)', seed, SEL_HALF, variant=lab, chosen=f"s {ff['s']:g}, alpha {ff['alpha']:g}, C {ff['C']:g}")
     return rows
 
 # %% ../nbs/04_data_mixing.ipynb #10295301
@@ -730,7 +728,7 @@ def claims_per_testbed(results:pd.DataFrame,   # the main run's rows (`seed_run`
         verdict=_verdict(d_.mean() >= f_.mean() - 0.01, d_.mean() >= f_.mean() - 0.03), rule='reproduced: DISPEL ≥ DFR − 1 point; partly: ≥ DFR − 3 points')]
 
 # %% ../nbs/04_data_mixing.ipynb #fe7a6902
-def draw_claim(ablation:pd.DataFrame,   # the ablation's rows (`ablation_rows`)
+def draw_claim(ablation:pd.DataFrame,   # the ablation's rows (`mix_ablation_rows`)
                dataset:str,             # the testbed
                n_seeds:int):            # the ablation's seeds
     "The ablation's claim row on `dataset`: uniform draws beat draws that follow the training bias; None without a 'draw = train' row."

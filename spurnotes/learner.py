@@ -27,7 +27,7 @@ from .metrics import group_metrics
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'get_device', 'GroupCrossEntropy', 'erm_learner', 'autocast_ctx', 'learner_precision', 'set_precision',
-           'evaluating', 'eval_preds', 'get_group_preds', 'SaveLastCallback', 'SnapshotCallback',
+           'evaluating', 'eval_preds', 'get_group_preds', 'split_preds', 'SaveLastCallback', 'SnapshotCallback',
            'fit_with_checkpoints', 'load_checkpoint']
 
 # %% ../nbs/00d_learner.ipynb #1a848d5e
@@ -119,6 +119,11 @@ def get_group_preds(learn:Learner,  # a Learner on `(x, y, a)` batches
     "Probabilities, labels and attributes of every example of `dl` (default: the validation set), on the CPU."
     with learn.no_bar(), learn.no_logging(): probs, (y, a) = learn.get_preds(dl=dl)
     return probs, y, a
+
+def split_preds(learn:Learner,        # the model to evaluate
+                data):                # a `SpuriousData`: its validation and test splits
+    "Predictions `(probs, y, a)` of `learn` on the validation and every test split of `data`, by split name."
+    return {s: get_group_preds(learn, data.dl(s)) for s in ['valid'] + data.test_splits}
 
 # %% ../nbs/00d_learner.ipynb #bdaadc02
 class SaveLastCallback(Callback):

@@ -24,14 +24,14 @@ from fastai.torch_core import set_seed
 from .groups import GroupDataset, SpuriousData
 from .loaders import group_dls, group_dl
 from .models import cam_layer, make_backbone
-from .learner import erm_learner, get_group_preds, learner_precision, fit_with_checkpoints, load_checkpoint
+from .learner import split_preds, erm_learner, get_group_preds, learner_precision, fit_with_checkpoints, load_checkpoint
 from .saliency import saliency_heat, saliency_mask, apply_mask, random_square_mask, saliency_share, masked_share, dataset_heat
 
 # %% auto #0
 __all__ = ['AUTHOR_SETTINGS', 'SMALL_REGIME', 'PAPER_WORST_GROUP', 'dataset_masks', 'masked_dataset', 'fit_masktune', 'MaskTune',
-           'product_confidence', 'risk_coverage', 'steps_per_epoch', 'Regime', 'regime_data', 'fit_erm', 'split_preds',
-           'regime_run', 'pred_rows', 'report_rows', 'selection_label', 'share_rows', 'selective_rows', 'main_rows',
-           'first_images', 'regime_ablations', 'ablation_summary', 'ablation_rows', 'digit_pixels', 'mask_diagnostics',
+           'product_confidence', 'risk_coverage', 'steps_per_epoch', 'Regime', 'regime_data', 'fit_erm', 'regime_run',
+           'pred_rows', 'report_rows', 'selection_label', 'share_rows', 'selective_rows', 'main_rows', 'first_images',
+           'regime_ablations', 'ablation_summary', 'ablation_rows', 'digit_pixels', 'mask_diagnostics',
            'fresh_on_masked', 'procedure_rows', 'attribute_blind_check', 'seed_values', 'gain_verdict',
            'authors_numbers', 'biased_digits_claims', 'blind_claim', 'worst_group_claim', 'selective_claim',
            'authors_claim']
@@ -229,12 +229,6 @@ def fit_erm(data:SpuriousData,      # the dataset (`regime_data`)
                         path=Path(path or tempfile.mkdtemp())/uuid.uuid4().hex)
     return fit_with_checkpoints(learn, epochs or regime.epochs, snapshots=snapshots)
 
-# %% ../nbs/03_masktune.ipynb #0597d056
-def split_preds(learn:Learner,        # the model to evaluate
-                data:SpuriousData):   # the dataset: its validation and test splits
-    "Predictions `(probs, y, a)` of `learn` on the validation and every test split."
-    return {s: get_group_preds(learn, data.dl(s)) for s in ['valid'] + data.test_splits}
-
 # %% ../nbs/03_masktune.ipynb #1b56b8a1
 def _length_run(learn, data, best:str, last:str, iterations:int, seed:int, bs:int):
     "ERM from checkpoint `best` and MaskTune from `best` (masks) and `last` (fine-tuning): both models, their predictions and the masks."
@@ -311,7 +305,7 @@ def selective_rows(run:dict,            # one ERM length of a `regime_run` (`run
     cv_mt, cv_erm = product_confidence(p_erm['valid'][0], p_mt['valid'][0])[0], p_erm['valid'][0].max(-1).values
     out = []
     for s in data.test_splits:
-        (pe, y, a), (pm, _, _) = p_erm[s], p_mt[s]
+        (pe, y, _), (pm, _, _) = p_erm[s], p_mt[s]
         c_mt, pred_mt = product_confidence(pe, pm)
         for method, cv, ct, ok in [('ERM', cv_erm, pe.max(-1).values, pe.argmax(-1) == y), ('MaskTune', cv_mt, c_mt, pred_mt == y)]:
             rc = risk_coverage(cv, ct, ok)
