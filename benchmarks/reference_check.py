@@ -75,6 +75,14 @@ def _find(name):
 def check_refs(a):
     "Put the references on sys.path (or find them installed); exit 2 with a message when one is missing."
     refs = {}
+    # the checkouts named on the command line first: a wrong path is reported whether or not SpuCo is installed
+    for key, flag, need, url in (('group_dro', '--group-dro', 'loss.py', 'https://github.com/kohpangwei/group_DRO'),
+                                 ('jtt', '--jtt', 'run_expt.py', 'https://github.com/anniesch/jtt')):
+        path = getattr(a, key)
+        if path is None: continue
+        if not (Path(path) / need).is_file():
+            fail(f"{flag} needs a checkout of {url} (the folder holding {need}); got {path!r}.")
+        refs[key] = str(Path(path).resolve())
     if a.spuco_path:
         p = Path(a.spuco_path)
         root = next((r for r in (p, p / 'src') if (r / 'spuco' / '__init__.py').is_file()), None)
@@ -86,13 +94,6 @@ def check_refs(a):
     elif _find('spuco') is None:
         fail("needs SpuCo, the reference for DISPEL, DFR, GroupDRO and JTT: `pip install spuco` (2.0.3 checked), "
              "or --spuco-path FOLDER holding the `spuco` package; it is not importable here.")
-    for key, flag, need, url in (('group_dro', '--group-dro', 'loss.py', 'https://github.com/kohpangwei/group_DRO'),
-                                 ('jtt', '--jtt', 'run_expt.py', 'https://github.com/anniesch/jtt')):
-        path = getattr(a, key)
-        if path is None: continue
-        if not (Path(path) / need).is_file():
-            fail(f"{flag} needs a checkout of {url} (the folder holding {need}); got {path!r}.")
-        refs[key] = str(Path(path).resolve())
     return refs
 
 def spuco_version(mod):
