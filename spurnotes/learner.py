@@ -77,8 +77,8 @@ def learner_precision(learn:Learner):  # a Learner, with or without fastai's `Mi
     ac = mp[0].__dict__.get('autocast')   # set by the callback's `before_fit`, for the duration of a fit
     if ac is not None: return ac.fast_dtype if ac._enabled and ac.device == dev else None
     dtype = torch.bfloat16 if AMPMode(mp[0].amp_mode) == AMPMode.BF16 else torch.float16
-    return dtype if dev == type(mp[0]).autocast_device else None
-MixedPrecision.autocast_device = 'cuda'   # the device type fastai's `MixedPrecision` autocasts (a subclass that autocasts elsewhere says so)
+    # fastai's `MixedPrecision` autocasts CUDA; a subclass that autocasts another device type says so in `autocast_device`
+    return dtype if dev == getattr(type(mp[0]), 'autocast_device', 'cuda') else None
 
 PRECISIONS = ('fp32', 'bf16', 'fp16')   # the values of the notebooks' `precision` parameter
 
