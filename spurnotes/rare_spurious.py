@@ -25,7 +25,7 @@ from .groups import GroupInfo, GroupDataset, SpuriousData
 from .loaders import group_dls
 from .models import SmallCNN, mlp
 from .learner import erm_learner, eval_preds
-from .report import sem, mean_sem, write_results, save_figure, RESULT_COLUMNS, mean_std, mean_std_table, claims_table, VERDICTS
+from .report import sem, mean_sem, write_results, save_figure, RESULT_COLUMNS, mean_std, mean_std_table, claims_table, decide, verdict_text, paired_effects, RULE_VERDICTS
 from .testbeds import digit_splits
 from .datasets import load_torchvision
 
