@@ -311,15 +311,27 @@ def test_testbed_claims_verdicts():
     r = fake_results({'ERM': [0.1, 0.1, 0.1], 'input mixing (full network)': [0.5, 0.4, 0.6], 'ERM continued (no mixing)': [0.45, 0.42, 0.5],
                       'input mixing (last layer)': [0.18, 0.2, 0.1], 'embedding mixing (DISPEL)': [0.7, 0.7, 0.7], 'DFR': [0.72, 0.72, 0.72]})
     c = {row['claim'].split(': ', 1)[1]: row for row in dm.claims_per_testbed(r, 'tb')}
-    assert c["fine-tuning with input mixing (full network) raises the pre-trained model's worst group"]['verdict'] == 'reproduced'   # +40 points
+    full = c["fine-tuning with input mixing (full network) raises the pre-trained model's worst group"]
+    assert full['verdict'] == 'reproduced' and '+40.0 pts [' in full['here'] and 'n=3' in full['here']   # +40 points on every seed
     ctrl = c['the gain is due to the mixing (against the same fine-tuning without mixing)']
-    assert ctrl['verdict'] == 'partly' and '+4.3 ± ' in ctrl['here']                    # +4.3 points: under 5
-    assert c['input mixing of the last layer only raises the worst group']['verdict'] == 'partly'   # +6 points
-    assert c['embedding mixing (DISPEL) is at least as good as DFR (worst group)']['verdict'] == 'partly'   # 2 points below
+    assert ctrl['verdict'] == 'inconclusive' and '+4.3 pts [' in ctrl['here'] and 'seeds to decide' in ctrl['here']   # +5, -2, +10: the interval spans 0
+    assert c['input mixing of the last layer only raises the worst group']['verdict'] == 'inconclusive'   # +8, +10, 0 points: t interval of 3 seeds spans 0
+    assert c['embedding mixing (DISPEL) is at least as good as DFR (worst group)']['verdict'] == 'not reproduced here'   # 2 points below on every seed: under the -1 point bar
+    assert not any(row['verdict'] == 'partly' for row in c.values())
     only_heads = dm.claims_per_testbed(r[r.method.isin(['DFR', 'embedding mixing (DISPEL)', 'ERM'])], 'tb')
     assert len(only_heads) == 1   # no input mixing rows: only the DISPEL claim
+
+def test_toy_claim_rests_on_one_draw():
+    toy = pd.DataFrame([dict(lam=l, q=q, core=1., spurious=w, worst_group=0.5) for l, q, w in [(0, 0.5, 3.), (0.95, 0.5, 0.1), (0.95, 0.95, 3.1)]])
+    rows = dm.toy_claim(toy)
+    assert len(rows) == 2 and all(r['verdict'] == 'inconclusive' and 'n=1' in r['here'] for r in rows)   # one part per row, one draw: no interval
+    assert '3.00 at λ 0 → 0.10' in rows[0]['here'] and '→ 3.10' in rows[1]['here']
 
 def test_draw_claim():
     abl = pd.DataFrame([dict(dataset='tb', variant=v, split='test', metric='worst group', value=x, seed=0, selection=SEL_AVG)
                         for v, x in [('main run', 0.8), ('draw = train', 0.75)]])
-    assert draw_claim(abl, 'tb', 1)['verdict'] == 'partly' and draw_claim(abl[abl.variant == 'main run'], 'tb', 1) is None
+    one = draw_claim(abl, 'tb', 1)
+    assert one['verdict'] == 'inconclusive' and '+5.0 pts, n=1' in one['here']   # one seed: a single number, no interval
+    abl3 = pd.concat([abl.assign(seed=s, value=abl.value + 0.01 * s) for s in range(3)])
+    assert draw_claim(abl3, 'tb', 3)['verdict'] == 'reproduced'   # +5 points on each of 3 seeds
+    assert draw_claim(abl[abl.variant == 'main run'], 'tb', 1) is None
