@@ -290,3 +290,24 @@ def test_sweep_rows_rerun_the_configuration_exactly(tiny_data, tiny_run):
     learn = ule_learner(tiny_data, 0, preset, arch='small_cnn', opt='adam')
     assert learn.opt_func.func is Adam and learn.ule.weighting == 'convex'
     with pytest.raises(ValueError, match="opt='rmsprop': expected 'sgd' or 'adam'"): ule_learner(tiny_data, 0, MAIN, opt='rmsprop')
+
+def test_claims_are_decided_on_per_seed_effects():
+    "Each claims row's verdict is `decide` on effects paired by seed; a single timing per step is inconclusive, repeated ones are decided."
+    from spurnotes.ule import gain_claim, saliency_claim, cosine_claim, cost_claim
+    cfg = config_name(dict(penalty='cos2', output='loss', norm='l2', lam=1., warmup=1))
+    acc = pd.DataFrame([dict(dataset='d', split=sp, metric='worst group', method=METHODS[m], selection=sel, config=cfg, seed=s, value=v)
+                        for sp, gains in [('t1', [.3, .28, .26]), ('t2', [-.1, -.05, .0]), ('t3', [.3, .25, .2])] for sel in SELECTIONS for s in range(3)
+                        for m, v in [('student', .2 + .1 * s), ('teacher', .2 + .1 * s + gains[s])]])
+    assert [gain_claim(acc, cfg, 'd', t)['verdict'] for t in ['t1', 't2', 't3']] == ['reproduced', 'not reproduced here', 'inconclusive']
+    assert gain_claim(acc, cfg, 'd', 't1', 'validation average (no group labels)')['verdict'] == 'reproduced'
+    sal = pd.DataFrame([dict(dataset='d', seed=s, method=METHODS[m], metric='saliency share on spurious region (input gradient)', value=v * f)
+                        for s, v in enumerate([.5, .6, .4]) for m, f in [('student', 1.), ('teacher', .6 + .01 * s)]] +
+                       [dict(dataset='d', seed=s, method=METHODS['teacher'], metric='input-gradient cosine to the student', value=v) for s, v in enumerate([.05, .04, .06])])
+    assert saliency_claim(sal, 'd')['verdict'] == 'reproduced' and saliency_claim(sal, 'e') is None
+    assert cosine_claim(sal, 'd', pd.Series({0: .15, 1: .14, 2: .13}))['verdict'] == 'reproduced'
+    assert cosine_claim(sal, 'd', pd.Series({0: .01, 1: .02, 2: .015}))['verdict'] == 'not reproduced here'
+    with pytest.raises(ValueError, match='seeds differ'): cosine_claim(sal, 'd', pd.Series({0: .15, 1: .14}))
+    assert cost_claim(pd.DataFrame(dict(step=['erm', 'naive', 'ule_loss'], time_ratio=[1., 3.9, 3.5])), 'loss', 5)['verdict'] == 'inconclusive'
+    reps = pd.DataFrame(dict(step=['naive'] * 3 + ['ule_loss'] * 3, time_ratio=[3.9, 4., 3.8, 3.5, 3.6, 3.4]))
+    assert cost_claim(reps, 'loss')['verdict'] == 'reproduced'
+    assert cost_claim(reps.assign(time_ratio=reps.time_ratio + 2), 'loss')['verdict'] == 'not reproduced here'
