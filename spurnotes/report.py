@@ -196,6 +196,8 @@ def effect_interval(effects,                 # per-seed effects (>= 2)
         # the widest k with P(Bin(n, 1/2) < k) <= (1 - level) / 2: [s[k-1], s[n-k]] covers the median with >= level
         k = max(1, int(stats.binom.ppf((1 - level) / 2, n, 0.5)))
         while k > 1 and stats.binom.cdf(k - 1, n, 0.5) > (1 - level) / 2: k -= 1
+        if 1 - 2 * stats.binom.cdf(k - 1, n, 0.5) < level:   # even [min, max] covers less: too few seeds for this level
+            return float(np.median(e)), -np.inf, np.inf
         return float(np.median(e)), float(s[k - 1]), float(s[n - k])
     raise ValueError(f"method={method!r}: expected 't' (mean) or 'median' (bimodal outcomes).")
 
@@ -215,8 +217,13 @@ def decide(effects,                 # per-seed paired effects (method - baseline
            threshold:float=0.,      # the claim's bar: 0 for "raises", 0.15 for "by 15 points"
            level:float=0.95,        # two-sided confidence level of the interval
            method:str='t',          # 't' (mean) or 'median' (bimodal outcomes)
-           halves:bool=True):       # replicate on two disjoint halves of the seeds (alternate seeds)
+           halves:bool=True,        # replicate on two disjoint halves of the seeds (alternate seeds)
+           few:str='raise'):        # fewer than 2 effects: 'raise' an error, or say 'inconclusive' (a run with one seed)
     "The verdict of a claim from its effects: a dict with verdict, estimate, interval, n, seeds needed and the halves' verdicts."
+    if few == 'inconclusive' and len(np.ravel(np.asarray(effects, dtype=float))) < 2:
+        e = np.ravel(np.asarray(effects, dtype=float))
+        return dict(verdict='inconclusive', estimate=float(e.mean()) if len(e) else float('nan'), low=-np.inf, high=np.inf, n=len(e),
+                    level=level, method=method, threshold=threshold, seeds_needed=None, halves=None)
     e = _effects(effects)
     est, low, high = effect_interval(e, level, method)
     v = 'reproduced' if low > threshold else 'not reproduced here' if high < threshold else 'inconclusive'
@@ -234,6 +241,7 @@ def verdict_text(d:dict,             # what `decide` returned
                  unit:str=' pts'):   # after each number
     "A claims-table cell: the estimate, its interval and n, e.g. '+12.3 pts [+4.1, +20.5], n=8'."
     f = lambda v: f"{scale * v:+.1f}{unit}" if unit else f"{scale * v:+.3f}"
-    s = f"{f(d['estimate'])} [{f(d['low'])}, {f(d['high'])}], n={d['n']}"
+    ci = f"[{f(d['low'])}, {f(d['high'])}]" if np.isfinite([d['low'], d['high']]).all() else "(too few seeds for an interval)"
+    s = f"{f(d['estimate'])} {ci}, n={d['n']}"
     if d.get('seeds_needed'): s += f"; ~{d['seeds_needed']} seeds to decide"
     return s

@@ -495,7 +495,7 @@ def gain_claim(acc:pd.DataFrame,              # tidy accuracy rows of several se
                selection:str='last epoch'):   # a key of `SELECTIONS`
     "The claims row: the teacher's worst group beats ERM's (its student, the same budget) by `GAIN_BAR` on one test set, decided on the per-seed gains (`decide`)."
     s_, t_, d = worst_group_gain(acc, config, dataset, split, selection)
-    r = decide(d, GAIN_BAR)
+    r = decide(d, GAIN_BAR, few='inconclusive')
     return dict(claim=f"{dataset.replace('_', ' ')}, {split.replace('_', ' ')}: the teacher's worst group beats ERM's (its student, the same budget), {SELECTION_SHORT[selection]}",
                 paper=PAPER_GAINS if selection == 'last epoch' else '', here=f"{s_.mean():.3f} → {t_.mean():.3f}; gain {verdict_text(r)}",
                 verdict=r['verdict'], rule=RULE_GAIN)
@@ -516,7 +516,7 @@ def saliency_claim(sal:pd.DataFrame,   # `saliency_rows` of several seeds
     if not len(sal): return None
     s_, t_ = (_by_seed(sal, dataset, k, METHODS[m]) for m in ['student', 'teacher'])
     if t_.empty: return None
-    r = decide(paired_effects(s_, t_) / s_, SALIENCY_BAR)   # per seed: 1 - teacher / student
+    r = decide(paired_effects(s_, t_) / s_, SALIENCY_BAR, few='inconclusive')   # per seed: 1 - teacher / student
     return dict(claim=f"{dataset.replace('_', ' ')}: less of the teacher's input-gradient saliency is on the spurious region than the student's",
                 paper='', here=f"{s_.mean():.3f} → {t_.mean():.3f}; relative drop {verdict_text(r, unit='%')}", verdict=r['verdict'],
                 rule=f"per-seed drop 1 - teacher/student share (same seed) vs {100 * SALIENCY_BAR:g}%, 95% t interval of the mean: "
@@ -527,7 +527,7 @@ def cosine_claim(sal:pd.DataFrame,      # `saliency_rows` of several seeds
                  erm_cos:pd.Series):    # seed -> the cosine of that seed's ERM model with another seed's (`erm_pair_cosine`)
     "The claims row: the penalty works, teacher and student input gradients are less alike than two ERM models', per seed."
     t_ = _by_seed(sal, dataset, 'input-gradient cosine to the student')
-    r = decide(paired_effects(erm_cos, t_))   # per seed: ERM-ERM cosine - teacher-student cosine
+    r = decide(paired_effects(erm_cos, t_), few='inconclusive')   # per seed: ERM-ERM cosine - teacher-student cosine
     return dict(claim=f"{dataset.replace('_', ' ')}: the penalty works: teacher and student input gradients are less alike than two ERM models'",
                 paper='', here=f"cosine {t_.mean():.3f} (teacher, student) vs {erm_cos.mean():.3f} (two ERM models); difference {verdict_text(r, 1, '')}",
                 verdict=r['verdict'], rule="per-seed ERM-ERM cosine - teacher-student cosine (same seed) vs 0, 95% t interval of the mean: "
@@ -545,7 +545,7 @@ def cost_claim(cost:pd.DataFrame,   # `benchmarks/ule_cost.py`'s rows: step, tim
     base = f"{x.mean():.2f}x ({output} output), naive step {naive.mean():.2f}x"
     rule = f"{COST_BAR:g}x - the time ratio per repeated timing vs 0, 95% t interval of the mean; one timing: inconclusive (one CPU thread)"
     if len(x) >= 2:
-        r = decide(COST_BAR - x.to_numpy(), 0.)
+        r = decide(COST_BAR - x.to_numpy(), 0., few='inconclusive')
         return dict(claim="A ULE step (two models, a double backward) costs about three to four ERM steps", paper='',
                     here=f"{base}; margin under {COST_BAR:g}x {verdict_text(r, 1, '')}", verdict=r['verdict'], rule=rule)
     return dict(claim="A ULE step (two models, a double backward) costs about three to four ERM steps", paper='',
