@@ -491,7 +491,7 @@ def decided_row(claim:str,           # the claim (one part of it)
                 scale:float=100.,    # `verdict_text`'s scale: points (100) or as is (1)
                 unit:str=' pts'):    # `verdict_text`'s unit
     "A claims row whose verdict is `decide`'s on `effects`: 'here' is `verdict_text` (and `note`), 'rule' the threshold and the interval."
-    d = decide(effects, threshold, method=method)
+    d = decide(effects, threshold, method=method, few='inconclusive')
     bar = f"{scale * threshold:+.1f}{unit}" if unit else f"{scale * threshold:.3f}"
     n = d['n']   # up to 5 seeds, the median's 95% order-statistic interval is the seeds' range, which covers less
     interval = ("95% t interval of the mean" if method == 't' else "order-statistic interval of the median" +
