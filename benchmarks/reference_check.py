@@ -21,7 +21,7 @@ What is compared, per method:
   accuracy of each side, the paired difference, the reference against itself with another seed (the tolerance); the
   cosine of the two heads; the same at a fixed (s, alpha, C) (no selection). Then on real ERM embeddings (notebook 04's
   network trained by spurnotes' ERM on its digits_on_backgrounds testbed from scikit-learn's digits; a few seconds).
-* DFR (`dfr` vs SpuCo's `DFR`): the same, and the L1 fit itself (`fit_l1_head` vs `DFR.train_single_model`) on the
+* DFR (`dfr`, DFR as published: heads on the group-balanced set itself, vs SpuCo's `DFR`): the same, and the L1 fit itself (`fit_l1_head` vs `DFR.train_single_model`) on the
   same group-balanced rows (max |coefficient difference|; tolerance: the reference on the same rows in another order).
 * GroupDRO loss (`GroupDROLoss` vs `GroupWeightedLoss`, and `LossComputer`): q, loss and the gradient w.r.t. the logits
   over a sequence of batches (some missing groups), eta in {0.01, 0.5, 2}; tolerance: the reference against itself
@@ -648,6 +648,15 @@ def main(argv=None):
                  "itself; scikit-learn's C multiplies the summed loss. " + '; '.join(parts) + ". "
                  + ("After selection the two agree within tolerance (above)" if all(oks) else "After selection they differ too (above)")
                  + "; at a fixed C they are different estimators. Reported here, not changed.")
+        else:
+            chosen = []
+            for S_, _, what in gap:
+                agree_C = sum(r['C_sp'] == r['C_ref'] for r in S_['rows'])
+                chosen.append(f"{what}: the same C chosen on {agree_C} of {S_['n']} seeds")
+            note("DFR's definition: spurnotes' `dfr` fits each head on a group-balanced subsample of the labelled set itself, "
+                 "as SpuCo's DFR and Kirichenko et al. do (the resampled variant, `dispel` at s = 1, α = 1, is `dfr_resampled`), "
+                 "so the same C means the same regularisation and the fixed-C comparison counts in the verdict; "
+                 + '; '.join(chosen) + " (the halves differ: SpuCo's unstratified random half, spurnotes' stratified one).")
     if 'dispel' in a.methods or 'dfr' in a.methods:
         note("SpuCo standardises the embeddings only when `data_for_scaler` is passed (then on that set); spurnotes always "
              "standardises on the group-labelled set: here SpuCo gets `data_for_scaler` = the group-labelled set, so both "
