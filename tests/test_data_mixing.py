@@ -372,14 +372,13 @@ def test_mixing_seed_in_a_worker_equals_the_seed_alone():
 
 def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
     import time
-    from papermill.exceptions import PapermillExecutionError
-    from spurnotes.cli import run_notebooks
+    from spurnotes.cli import run_notebooks, NotebookError
     from conftest import NBS
     t = time.perf_counter()
-    with pytest.raises(PapermillExecutionError) as e:
+    with pytest.raises(NotebookError) as e:
         run_notebooks(['04_data_mixing.ipynb'], {'ft_epochs': -1}, out=tmp_path, nbs_dir=NBS, progress=False)
     assert 'ft_epochs' in e.value.evalue and '-1' in e.value.evalue, e.value.evalue
     assert e.value.ename == 'ParamError' and time.perf_counter() - t < 60   # the validation cell, before any data or training
-    with pytest.raises(PapermillExecutionError) as e:
+    with pytest.raises(NotebookError) as e:
         run_notebooks(['04_data_mixing.ipynb'], {'ablation_seeds': [7]}, out=tmp_path/'b', nbs_dir=NBS, progress=False)
     assert 'ablation_seeds' in e.value.evalue, e.value.evalue
