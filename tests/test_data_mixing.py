@@ -365,9 +365,10 @@ def test_mixing_seed_in_a_worker_equals_the_seed_alone():
     from spurnotes.seeds import run_seeds
     kw = dict(datasets=['digits_on_backgrounds'], data=dict(source='sklearn', n_train=None), erm=dict(epochs=1, **FIT), mix=MIX,
               heads=dict(s_grid=(1.,), alpha_grid=(1.,), C_grid=(1.,), n_fits=1, pool_size=100, missing='drop'), ft_epochs=1, ll_epochs=1)
-    alone = mixing_seed(1, **kw)
+    alone = run_seeds(mixing_seed, [1], jobs=1, **kw)[0]   # this process, one torch thread (as every worker)
     par = run_seeds(mixing_seed, [0, 1], jobs=2, **kw)
-    assert pd.DataFrame(par[1]['rows']).equals(pd.DataFrame(alone['rows'])) and par[1]['test_splits'] == {'digits_on_backgrounds': ['test']}
+    pd.testing.assert_frame_equal(pd.DataFrame(par[1]['rows']), pd.DataFrame(alone['rows']), check_exact=True)
+    assert par[1]['test_splits'] == {'digits_on_backgrounds': ['test']}
     assert not pd.DataFrame(par[0]['rows']).equals(pd.DataFrame(alone['rows']))
 
 def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
