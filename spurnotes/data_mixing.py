@@ -19,19 +19,22 @@ from fastai.callback.hook import Hook
 from fastai.callback.training import BnFreeze
 from fastai.torch_core import set_seed
 from fastcore.basics import patch
+from fastcore.meta import delegates
 from scipy.stats import chisquare
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 # %% auto #0
-__all__ = ['TOY_INFO', 'SEL_AVG', 'SEL_WG', 'SEL_HALF', 'SEL_LAST', 'MIX_CHOICES', 'NO_NUMBER', 'toy_data', 'toy_mix', 'toy_head',
-           'toy_worst_group', 'toy_sweep', 'toy_row', 'attr_probs', 'experiment_data', 'SpuriousMix', 'mix_batch',
-           'mixed_pair_counts', 'draw_balance', 'last_linear', 'last_layer_splitter', 'embeddings', 'mix_learner',
-           'check_groups', 'balanced_indices', 'split_halves', 'mix_embeddings', 'class_balanced', 'fit_l1_head',
-           'head_probs', 'mixed_head', 'dispel_grid', 'dispel', 'dfr', 'dispel_probs', 'pretrained_backbone',
-           'tracked_run', 'first_epochs', 'epoch_preds', 'select_epoch', 'summary_rows', 'tracked_rows', 'erm_run',
-           'mix_run', 'last_layer_heads', 'seed_run', 'seed_worst_groups', 'mean_worst_group', 'ablation_variants',
-           'mix_ablation_rows', 'wide_grid_rows', 'toy_claim', 'claims_per_testbed', 'draw_claim']
+__all__ = ['TOY_INFO', 'SEL_AVG', 'SEL_WG', 'SEL_HALF', 'SEL_LAST', 'BIASED_DRAW', 'MIX_CHOICES', 'NO_NUMBER', 'MEANS',
+           'toy_data', 'toy_mix', 'toy_head', 'toy_worst_group', 'toy_sweep', 'toy_row', 'attr_probs',
+           'experiment_data', 'SpuriousMix', 'mix_batch', 'mixed_pair_counts', 'draw_balance', 'last_linear',
+           'last_layer_splitter', 'embeddings', 'mix_learner', 'check_groups', 'balanced_indices', 'split_halves',
+           'mix_embeddings', 'class_balanced', 'fit_l1_head', 'head_probs', 'mixed_head', 'dispel_grid', 'dispel',
+           'balanced_head', 'dfr', 'dfr_resampled', 'dispel_probs', 'pretrained_backbone', 'tracked_run',
+           'first_epochs', 'epoch_preds', 'select_epoch', 'summary_rows', 'tracked_rows', 'fit_learner', 'erm_run',
+           'mix_run', 'last_layer_heads', 'seed_run', 'mixing_seed', 'seed_worst_groups', 'mean_worst_group',
+           'ablation_variants', 'mix_ablation_rows', 'wide_grid_rows', 'toy_effects', 'toy_claim', 'gain_claim',
+           'claims_per_testbed']
 
 # %% ../nbs/04_data_mixing.ipynb #7fbf7243
 from .groups import GroupDataset, GroupInfo, SpuriousData
@@ -39,7 +42,7 @@ from .loaders import group_dl
 from .metrics import group_correct_total, accuracy_from_counts, summary, SUMMARY_LABELS
 from .models import make_backbone, weights_path
 from .learner import split_preds, erm_learner, set_precision, eval_preds, get_group_preds
-from .report import group_report, decide, verdict_text, paired_effects
+from .report import group_report, decide, claim_row, paired_effects
 from .datasets import load_dataset
 
 # %% ../nbs/04_data_mixing.ipynb #ee4d0676
@@ -443,13 +446,45 @@ def dispel(e_lab,                         # embeddings of the group-labelled set
     return dict(head=head, scaler=scaler, s=best['s'], alpha=best['alpha'], C=best['C'], grid=grid, converged=all(h[2] for h in heads))
 
 # %% ../nbs/04_data_mixing.ipynb #47ce12df
+def balanced_head(X,          # the group-labelled set's standardised embeddings
+                  y,          # its labels
+                  g,          # its groups
+                  idx,        # the examples of it that this head uses (a half, or all)
+                  C:float,    # inverse L1 strength
+                  rng):       # a numpy Generator: the subsample and liblinear's state
+    "One DFR head `(coef, intercept, converged, rows)`: an L1 fit on a maximal group-balanced subsample of the rows `idx` themselves (no resampling)."
+    rows = idx[balanced_indices(g[idx], np.unique(g[idx]), rng)]
+    return (*fit_l1_head(X[rows], y[rows], C, int(rng.integers(1 << 31))), rows)
+
 def dfr(e_lab,                         # embeddings of the group-labelled set
         y_lab,                         # its labels
         a_lab,                         # its attributes
         info:GroupInfo,                # its classes and attributes
-        C_grid=(1., 0.7, 0.3, 0.1, 0.07, 0.03, 0.01),  # inverse L1 strengths
-        **kwargs):                     # passed to `dispel` (pool, n_fits, pool_size, missing, seed)
-    "DFR (last-layer retraining on group-balanced data): `dispel` with s = 1 and alpha = 1, every example a balanced one."
+        C_grid=(1., 0.7, 0.3, 0.1, 0.07, 0.03, 0.01),  # inverse L1 strengths (Kirichenko et al.'s grid)
+        n_fits:int=20,                 # heads averaged into the final head
+        missing:str='error',           # a group absent from the labelled set: 'error', or 'drop' (balance over the groups present)
+        seed:int=0):                   # every draw (halves, balanced subsamples, liblinear's states)
+    "DFR as published (Kirichenko et al., 2023; SpuCo's `DFR`): L1 logistic heads on group-balanced subsamples of the labelled set itself, C by worst group on a held-out half, the mean of `n_fits` heads."
+    rng, y_lab, a_lab = np.random.default_rng(seed), np.asarray(y_lab), np.asarray(a_lab)
+    g, fit_i, val_i = _labelled_halves(y_lab, a_lab, info, missing, rng)
+    scaler = StandardScaler().fit(e_lab)
+    X, grid = scaler.transform(e_lab), []
+    for C in C_grid:
+        h = balanced_head(X, y_lab, g, fit_i, C, rng)
+        grid.append(dict(s=1., alpha=1., C=C, valid_worst_group=_worst_group(head_probs(h, X[val_i]), y_lab[val_i], a_lab[val_i], info), converged=h[2]))
+    grid = pd.DataFrame(grid)
+    best = grid.loc[grid['valid_worst_group'].idxmax()]
+    heads = [balanced_head(X, y_lab, g, np.arange(len(g)), best['C'], rng) for _ in range(n_fits)]
+    head = (np.mean([h[0] for h in heads], 0), np.mean([h[1] for h in heads], 0))
+    return dict(head=head, scaler=scaler, s=1., alpha=1., C=best['C'], grid=grid, converged=all(h[2] for h in heads), rows=[h[3] for h in heads])
+
+def dfr_resampled(e_lab,                         # embeddings of the group-labelled set
+                  y_lab,                         # its labels
+                  a_lab,                         # its attributes
+                  info:GroupInfo,                # its classes and attributes
+                  C_grid=(1., 0.7, 0.3, 0.1, 0.07, 0.03, 0.01),  # inverse L1 strengths
+                  **kwargs):                     # passed to `dispel` (pool, n_fits, pool_size, missing, seed)
+    "`dispel` at s = 1, alpha = 1: each head fitted on `pool_size` rows resampled from the group-balanced set (not DFR as published: the same C regularises it less)."
     return dispel(e_lab, y_lab, a_lab, info, s_grid=(1.,), alpha_grid=(1.,), C_grid=C_grid, **kwargs)
 
 def dispel_probs(fit:dict,   # a `dispel` or `dfr` result
@@ -542,22 +577,33 @@ def tracked_rows(run:dict,            # a `tracked_run`
     return out
 
 # %% ../nbs/04_data_mixing.ipynb #1d9ee6c3
+def fit_learner(make,                    # `erm_learner` or `mix_learner`
+                data:SpuriousData,       # the testbed: its batches and groups
+                model:nn.Module,         # the model to train
+                dl_seed:int,             # seeds the batches
+                bs:int=128,              # batch size
+                lr:float=0.01,           # SGD learning rate
+                wd:float=1e-4,           # weight decay
+                precision:str='fp32',    # `set_precision`: 'fp32', 'bf16' or 'fp16'
+                **kwargs):               # passed to `make` (e.g. `last_layer`)
+    "A Learner from `make` with the training settings every run of this notebook shares (ERM and both fine-tunings)."
+    return set_precision(make(data.dls(bs=bs, seed=dl_seed), model, data.info, lr=lr, wd=wd, **kwargs), precision)
+
+@delegates(fit_learner, but=['make', 'data', 'model', 'dl_seed'])
 def erm_run(data:SpuriousData,         # the testbed
             seed:int,                  # the model's initialisation and the batches
             arch:str='masktune_cnn',   # a `make_backbone` name
             pretrained:bool=False,     # start from torchvision's ImageNet weights (a torchvision `arch`)
             epochs:int=4,              # ERM epochs
-            bs:int=128,                # batch size
-            lr:float=0.01,             # SGD learning rate
-            wd:float=1e-4,             # weight decay
-            precision:str='fp32'):     # `set_precision`: 'fp32', 'bf16' or 'fp16'
+            **kwargs):                 # `fit_learner`'s training settings (bs, lr, wd, precision)
     "ERM pre-training on the biased training set: the learner and its `tracked_run`."
     set_seed(seed, reproducible=True)
     model = make_backbone(arch, 3, data.info.n_classes, pretrained=pretrained).to(memory_format=torch.channels_last)
-    learn = set_precision(erm_learner(data.dls(bs=bs, seed=seed), model, data.info, lr=lr, wd=wd), precision)
+    learn = fit_learner(erm_learner, data, model, seed, **kwargs)
     return learn, tracked_run(learn, epochs, data)
 
 # %% ../nbs/04_data_mixing.ipynb #83aa1624
+@delegates(fit_learner, but=['make', 'data', 'model', 'dl_seed'])
 def mix_run(model:nn.Module,              # the pre-trained model (a deep copy is fine-tuned)
             data:SpuriousData,            # the testbed, with its spurious-only examples
             seed:int,                     # seeds the run; the batches take seed + 100
@@ -567,13 +613,10 @@ def mix_run(model:nn.Module,              # the pre-trained model (a deep copy i
             lam:float=0.8,                # weight of the spurious-only example
             beta_alpha:float|None=None,   # draw the weight from Beta(beta_alpha, beta_alpha) per example instead
             draw:str='uniform',           # `attr_probs` kind of the mixed-in attribute
-            bs:int=128,                   # batch size
-            lr:float=0.01,                # SGD learning rate
-            wd:float=1e-4,                # weight decay
-            precision:str='fp32'):        # `set_precision`: 'fp32', 'bf16' or 'fp16'
+            **kwargs):                    # `fit_learner`'s training settings (bs, lr, wd, precision)
     "Fine-tune a copy of the pre-trained model with `SpuriousMix`: its `tracked_run`."
     set_seed(seed, reproducible=True)
-    learn = set_precision(mix_learner(data.dls(bs=bs, seed=seed + 100), copy.deepcopy(model), data.info, last_layer=last_layer, lr=lr, wd=wd), precision)
+    learn = fit_learner(mix_learner, data, copy.deepcopy(model), seed + 100, last_layer=last_layer, **kwargs)
     probs = None if draw == 'uniform' else attr_probs(draw, data.info)
     return tracked_run(learn, epochs, data, cbs=SpuriousMix(data.spurious, p=p, lam=lam, alpha=beta_alpha, probs=probs))
 
@@ -592,11 +635,13 @@ def last_layer_heads(model:nn.Module,                    # the pre-trained model
     args = (E['valid'], data.valid.y.numpy(), data.valid.a.numpy(), data.info)
     kw = dict(e_pool=E['train'], y_pool=data.train.y.numpy(), n_fits=n_fits, pool_size=pool_size, missing=missing, seed=seed)
     fits = {'embedding mixing (DISPEL)': dispel(*args, s_grid=s_grid, alpha_grid=alpha_grid, C_grid=C_grid, **kw),
-            'DFR': dfr(*args, C_grid=C_grid, **kw)}
+            'DFR': dfr(*args, C_grid=C_grid, n_fits=n_fits, missing=missing, seed=seed)}
     preds = {m: {s: (dispel_probs(f, E[s]), data[s].y, data[s].a) for s in data.test_splits} for m, f in fits.items()}
     return fits, preds
 
 # %% ../nbs/04_data_mixing.ipynb #ccba45f4
+BIASED_DRAW = 'input mixing, training-biased draw'   # the control of the draw: P(a' | y) = the training shares
+
 def seed_run(data:SpuriousData,   # one seed's testbed (`experiment_data`)
              seed:int,            # seeds ERM, every fine-tuning and the heads
              erm:dict,            # keyword arguments of `erm_run` (arch, pretrained, epochs, bs, lr, wd, precision)
@@ -604,7 +649,7 @@ def seed_run(data:SpuriousData,   # one seed's testbed (`experiment_data`)
              heads:dict,          # keyword arguments of `last_layer_heads` (s_grid, alpha_grid, C_grid, n_fits, pool_size, missing)
              ft_epochs:int=2,     # fine-tuning epochs of the full network (and of the control without mixing)
              ll_epochs:int=2):    # fine-tuning epochs of the last layer
-    "One seed of one testbed: ERM, the control, input mixing (full network, last layer), DISPEL and DFR: tidy `rows`, the runs and the head `fits`."
+    "One seed of one testbed: ERM, the controls, input mixing (full network, last layer), DISPEL and DFR: tidy `rows`, the runs and the head `fits`."
     learn, erm_h = erm_run(data, seed, **erm)
     pre = copy.deepcopy(learn.model)
     rows, out = tracked_rows(erm_h, data, 'ERM', seed), dict(data=data, pretrained=pre, erm=erm_h)
@@ -613,10 +658,34 @@ def seed_run(data:SpuriousData,   # one seed's testbed (`experiment_data`)
         ll = mix_run(pre, data, seed, ll_epochs, last_layer=True, **mix)
         rows += tracked_rows(full, data, 'input mixing (full network)', seed)
         rows += tracked_rows(ctrl, data, 'ERM continued (no mixing)', seed) + tracked_rows(ll, data, 'input mixing (last layer)', seed)
+        if data.info.train_counts is not None and mix.get('draw', 'uniform') != 'train':   # the draw that follows the training bias
+            rows += tracked_rows(mix_run(pre, data, seed, ft_epochs, **{**mix, 'draw': 'train'}), data, BIASED_DRAW, seed)
         out.update(full=full, ll=ll)
     fits, preds = last_layer_heads(pre, data, seed, **heads)
     for m, pm in preds.items(): rows += summary_rows(pm, data, m, seed, SEL_HALF, s=fits[m]['s'], alpha=fits[m]['alpha'], C=fits[m]['C'])
     return dict(out, rows=rows, fits=fits)
+
+# %% ../nbs/04_data_mixing.ipynb #mixseed0
+def mixing_seed(seed:int,                  # one seed: the data draws, ERM and every method
+                datasets,                  # testbed names (`experiment_data`)
+                data:dict,                 # `experiment_data` keyword arguments (source, n_train, size, data_root)
+                erm:dict,                  # `erm_run` keyword arguments
+                mix:dict,                  # `mix_run` keyword arguments
+                heads:dict,                # `last_layer_heads` keyword arguments
+                ft_epochs:int=2,           # fine-tuning epochs of the full network
+                ll_epochs:int=2,           # fine-tuning epochs of the last layer
+                ablation:dict|None=None):  # seeds, datasets, variants, epochs, s_wide of the ablation (None: none)
+    "One seed on every testbed, for `run_seeds`: tidy `rows`, `ablation_rows` (an ablation seed), head `fits` and `test_splits` per testbed (picklable)."
+    out = dict(rows=[], ablation_rows=[], fits={}, test_splits={})
+    abl = ablation if ablation and seed in ablation['seeds'] else None
+    wide_on = next((d for d in abl['datasets'] if d in datasets), None) if abl else None   # DISPEL's wide grid: the first ablation testbed
+    for name in datasets:
+        run = seed_run(experiment_data(name, seed, **data), seed, erm, mix, heads, ft_epochs, ll_epochs)
+        out['rows'] += run['rows']; out['fits'][name] = run['fits']; out['test_splits'][name] = list(run['data'].test_splits)
+        if abl and name in abl['datasets'] and 'full' in run:
+            out['ablation_rows'] += mix_ablation_rows(run, seed, mix, abl['variants'], abl['epochs'], ft_epochs)
+            if abl['s_wide'] and name == wide_on: out['ablation_rows'] += wide_grid_rows(run, seed, heads, abl['s_wide'])
+    return out
 
 # %% ../nbs/04_data_mixing.ipynb #cd6eac2e
 def _worst_group_rows(results, dataset, selection, match):
@@ -692,57 +761,51 @@ def wide_grid_rows(run:dict,    # a `seed_run`: its pre-trained model, testbed a
 
 # %% ../nbs/04_data_mixing.ipynb #10295301
 NO_NUMBER = ''   # the paper's number, where its abstract gives none
-_T_RULE = "95% t interval of the mean of the per-seed effects (halves of the seeds must agree from 4 seeds on)"
+MEANS = 'worst group, means'   # the claims table's column of the means behind an effect
 
-def _rule_claim(claim:str, paper:str, context:str, effects:pd.Series, threshold:float, rule:str) -> dict:
-    "A claim row decided by `decide` on per-seed `effects` against `threshold`; with fewer than 2 seeds 'inconclusive', n shown."
-    e = pd.Series(effects, dtype=float).dropna()
-    if len(e) < 2:   # one seed: a single number, no interval
-        here = f"{context}; {100 * e.mean():+.1f} pts, n={len(e)} (one seed: no interval)" if len(e) else f"{context}; n=0"
-        return dict(claim=claim, paper=paper, here=here, verdict='inconclusive', rule=f"{rule}; fewer than 2 seeds: inconclusive")
-    return dict(claim=claim, paper=paper, here=f"{context}; {verdict_text(decide(e, threshold))}", verdict=decide(e, threshold)['verdict'], rule=rule)
+def toy_effects(toys:dict):   # data-draw seed -> its `toy_sweep` (λ 0 and 0.95; q 0.5 and 0.95)
+    "Per data draw: the share of the unmixed head's spurious weight that uniform draws at λ 0.95 remove, and the share label-correlated draws keep."
+    w = lambda t, l, q: abs(toy_row(t, l, q).spurious)
+    removed = pd.Series({s: 1 - w(t, 0.95, 0.5) / w(t, 0, 0.5) for s, t in toys.items()}, dtype=float)
+    kept = pd.Series({s: w(t, 0.95, 0.95) / w(t, 0, 0.5) for s, t in toys.items()}, dtype=float)
+    return removed, kept
 
-def toy_claim(toy:pd.DataFrame):   # a `toy_sweep` over λ with uniform (q 0.5) and label-correlated (q 0.95) draws
-    "The toy's claim rows (one per part): uniform draws drive the head's spurious weight toward 0; label-correlated draws do not. One data draw: inconclusive."
-    w0, w_uni, w_lab = toy_row(toy, 0, 0.5).spurious, toy_row(toy, 0.95, 0.5).spurious, toy_row(toy, 0.95, 0.95).spurious
-    rests = ("rests on one data draw of the toy (`toy_sweep`'s seed 0, n 4000): deterministic, so a rerun gives the same numbers, "
-             "but it is one sample, with no per-draw effects to put an interval on: inconclusive, n=1")
-    part = lambda what, here: dict(claim=f"Toy: balancing the spurious attribute across classes removes the head's incentive to use it ({what})",
-                                   paper='theory (abstract)', here=f"{here}, n=1 draw", verdict='inconclusive', rule=rests)
-    return [part("uniform draws drive its spurious weight toward 0", f"spurious weight {w0:.2f} at λ 0 → {w_uni:.2f} (uniform, λ 0.95)"),
-            part("label-correlated draws do not", f"spurious weight {w0:.2f} at λ 0 → {w_lab:.2f} (label-correlated, λ 0.95)")]
+def toy_claim(toys:dict):   # data-draw seed -> its `toy_sweep`
+    "The toy's claim rows (one per part), decided by `decide` over the data draws: uniform draws remove most of the head's spurious weight; label-correlated draws keep most of it."
+    removed, kept = toy_effects(toys)
+    part = lambda what: f"Toy: balancing the spurious attribute across classes removes the head's incentive to use it ({what})"
+    rule = lambda what: f"per data draw: the share of the unmixed head's spurious weight {what} at λ 0.95"
+    return [claim_row(part("uniform draws remove most of its spurious weight"), 'theory (abstract)', decide(removed, 0.5, few='inconclusive'),
+                      rule('that uniform draws remove'), unit='%'),
+            claim_row(part("label-correlated draws leave most of it"), 'theory (abstract)', decide(kept, 0.5, few='inconclusive'),
+                      rule('that label-correlated draws keep'), unit='%')]
 
 # %% ../nbs/04_data_mixing.ipynb #c5d23a31
-def _gain_rule(base:str): return f"per seed: worst group minus {base}'s (same seed and data draw); reproduced: the {_T_RULE} above 0; not reproduced here: below 0"
+def _gain_rule(base:str): return f"per seed: worst group minus {base}'s (same seed and data draw)"
 
-def _input_mixing_claims(dn, e, m, c_, ll):
-    "Claim rows of input mixing on testbed `dn` from per-seed worst groups: ERM `e`, input mixing `m`, the control `c_`, last layer `ll`."
-    return [_rule_claim(f"{dn}: fine-tuning with input mixing (full network) raises the pre-trained model's worst group", NO_NUMBER,
-                        f"ERM {e.mean():.3f} → {m.mean():.3f}", paired_effects(m, e), 0., _gain_rule('ERM')),
-            _rule_claim(f"{dn}: the gain is due to the mixing (against the same fine-tuning without mixing)", NO_NUMBER,
-                        f"control {c_.mean():.3f} → {m.mean():.3f}", paired_effects(m, c_), 0., _gain_rule('the control (no mixing)')),
-            _rule_claim(f"{dn}: input mixing of the last layer only raises the worst group", NO_NUMBER,
-                        f"ERM {e.mean():.3f} → {ll.mean():.3f}", paired_effects(ll, e), 0., _gain_rule('ERM'))]
+def gain_claim(claim:str,          # the claim
+               method:pd.Series,   # the method's worst group per seed
+               base:pd.Series,     # its baseline's, per seed (the same seeds)
+               base_name:str,      # the baseline, for the rule and the means
+               threshold:float=0., # the bar of the paired effect
+               rule:str|None=None, # the rule's text (default: a gain over the baseline)
+               paper:str=NO_NUMBER):  # the paper's number
+    "A claims row from `claim_row`: `decide` on the per-seed paired effects `method - base`, with the means behind them."
+    d = decide(paired_effects(method, base), threshold, few='inconclusive')
+    return claim_row(claim, paper, d, rule or _gain_rule(base_name), **{MEANS: f"{base_name} {base.mean():.3f} → {method.mean():.3f}"})
 
 def claims_per_testbed(results:pd.DataFrame,   # the main run's rows (`seed_run`)
                    dataset:str):           # the testbed
-    "Claim rows of one testbed: input mixing against ERM, against the control, last layer only (where it ran); DISPEL against DFR. Verdicts by `decide` on per-seed paired effects."
+    "Claim rows of one testbed: input mixing against ERM, against the control, against the training-biased draw, last layer only (where it ran); DISPEL against DFR."
     dn, wg = dataset.replace('_', ' '), lambda method, sel=SEL_AVG: seed_worst_groups(results, dataset, sel, method=method)
-    e, m, c_, ll = (wg(k) for k in ['ERM', 'input mixing (full network)', 'ERM continued (no mixing)', 'input mixing (last layer)'])
+    e, m, c_, b, ll = (wg(k) for k in ['ERM', 'input mixing (full network)', 'ERM continued (no mixing)', BIASED_DRAW, 'input mixing (last layer)'])
+    rows = []
+    if len(m):
+        rows += [gain_claim(f"{dn}: fine-tuning with input mixing (full network) raises the pre-trained model's worst group", m, e, 'ERM'),
+                 gain_claim(f"{dn}: the gain is due to the mixing (against the same fine-tuning without mixing)", m, c_, 'the control (no mixing)')]
+        if len(b): rows.append(gain_claim(f"{dn}: balance does the work: uniform draws beat draws that follow the training bias", m, b, 'the training-biased draw',
+                                          paper='abstract: "balance the spurious attributes across all classes"'))
+        rows.append(gain_claim(f"{dn}: input mixing of the last layer only raises the worst group", ll, e, 'ERM'))
     d_, f_ = wg('embedding mixing (DISPEL)', SEL_HALF), wg('DFR', SEL_HALF)
-    return (_input_mixing_claims(dn, e, m, c_, ll) if len(m) else []) + [_rule_claim(
-        f"{dn}: embedding mixing (DISPEL) is at least as good as DFR (worst group)", NO_NUMBER, f"DISPEL {d_.mean():.3f}, DFR {f_.mean():.3f}",
-        paired_effects(d_, f_), -0.01,
-        f"per seed: DISPEL's worst group minus DFR's (same seed, embeddings and labelled set); reproduced: the {_T_RULE} above −1 point; not reproduced here: below −1 point")]
-
-# %% ../nbs/04_data_mixing.ipynb #fe7a6902
-def draw_claim(ablation:pd.DataFrame,   # the ablation's rows (`mix_ablation_rows`)
-               dataset:str,             # the testbed
-               n_seeds:int):            # the ablation's seeds
-    "The ablation's claim row on `dataset`: uniform draws beat draws that follow the training bias (per-seed, `decide`); None without a 'draw = train' row."
-    u = seed_worst_groups(ablation, dataset, variant='main run')
-    l = seed_worst_groups(ablation, dataset, variant='draw = train')
-    if not len(l): return None
-    return _rule_claim(f"{dataset.replace('_', ' ')}: balance does the work: uniform draws beat draws that follow the training bias (ablation, {n_seeds} seed{'s' if n_seeds != 1 else ''})",
-                       'abstract: "balance the spurious attributes across all classes"', f"uniform {u.mean():.3f}, training-biased {l.mean():.3f}",
-                       paired_effects(u, l), 0., _gain_rule("the training-biased draw"))
+    return rows + [gain_claim(f"{dn}: embedding mixing (DISPEL) is at least as good as DFR (worst group)", d_, f_, 'DFR', -0.01,
+        "per seed: DISPEL's worst group minus DFR's (same seed, embeddings and labelled set); at least as good: above −1 point")]

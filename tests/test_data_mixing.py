@@ -15,7 +15,7 @@ from spurnotes.groups import SpuriousData
 from spurnotes.data_mixing import SpuriousMix, attr_probs, mix_learner, last_linear, embeddings, dispel, dfr, dispel_probs, balanced_indices, check_groups, pretrained_backbone, toy_data
 from spurnotes.data_mixing import (toy_head, toy_worst_group, TOY_INFO, experiment_data, mix_batch, mixed_pair_counts, split_halves, mixed_head,
                                    dispel_grid, head_probs, mix_run, first_epochs, epoch_preds, select_epoch, seed_run, ablation_variants,
-                                   seed_worst_groups, mean_worst_group, draw_claim, SEL_AVG, SEL_WG, SEL_HALF)
+                                   seed_worst_groups, mean_worst_group, SEL_AVG, SEL_WG, SEL_HALF, BIASED_DRAW, dfr_resampled, mixing_seed)
 import spurnotes.data_mixing as dm   # (dm.claims_per_testbed: a name pytest would collect as a test)
 from spurnotes.metrics import worst_group_accuracy
 from spurnotes.learner import eval_preds
@@ -98,11 +98,34 @@ def test_dfr_and_dispel_undo_the_shortcut_of_a_linear_toy():
     from sklearn.linear_model import LogisticRegression
     erm = LogisticRegression().fit(x, y)
     erm_wga = min((erm.predict(xt) == yt)[(yt == i) & (at == j)].mean() for i in (0, 1) for j in (0, 1))
-    f_dfr = dfr(xl, yl, al, info, e_pool=x, y_pool=y, n_fits=3, seed=0)
+    f_dfr = dfr(xl, yl, al, info, n_fits=3, seed=0)
     f_dis = dispel(xl, yl, al, info, e_pool=x, y_pool=y, n_fits=3, s_grid=(1., 0.7), alpha_grid=(1., 0.6), C_grid=(1., 0.1), seed=0)
     assert erm_wga < 0.5
     assert wga(dispel_probs(f_dfr, xt)) > 0.75 and wga(dispel_probs(f_dis, xt)) > 0.75
     assert (f_dfr['s'], f_dfr['alpha']) == (1., 1.) and len(f_dis['grid']) == 8
+
+def _l1(C):
+    from sklearn.linear_model import LogisticRegression
+    pen = dict(l1_ratio=1.) if str(LogisticRegression().get_params()['penalty']) == 'deprecated' else dict(penalty='l1')
+    return LogisticRegression(**pen, C=C, solver='liblinear')
+
+def test_dfr_fits_on_the_group_balanced_rows_themselves():
+    "DFR as published: each head is an L1 fit on a group-balanced subsample of the labelled set, no row resampled."
+    x, y, a = toy_data(500, rho=0.8, seed=7)
+    g = y * 2 + a
+    f = dfr(x, y, a, TOY_INFO, C_grid=(1.,), n_fits=1, seed=3)
+    rows = f['rows'][0]
+    assert np.bincount(g[rows]).tolist() == [np.bincount(g).min()] * 4 and len(set(rows.tolist())) == len(rows)
+    direct = _l1(1.).fit(f['scaler'].transform(x)[rows], y[rows])   # scikit-learn on those rows, nothing else
+    assert np.abs(f['head'][0] - direct.coef_).max() < 1e-3 and np.abs(f['head'][1] - direct.intercept_).max() < 1e-3
+    # the final head is the mean of n_fits such fits; the grid holds one row per C, scored on the held-out half
+    f3 = dfr(x, y, a, TOY_INFO, C_grid=(1., 0.1, 0.01), n_fits=3, seed=3)
+    assert len(f3['rows']) == 3 and f3['grid'].C.tolist() == [1., 0.1, 0.01] and f3['C'] == f3['grid'].C[f3['grid'].valid_worst_group.idxmax()]
+    mean = np.mean([_l1(f3['C']).fit(f3['scaler'].transform(x)[r], y[r]).coef_ for r in f3['rows']], 0)
+    assert np.abs(f3['head'][0] - mean).max() < 1e-3
+    # the resampled variant (DISPEL at s = 1, alpha = 1) is another estimator, under its own name
+    fr = dfr_resampled(x, y, a, TOY_INFO, C_grid=(1.,), n_fits=1, pool_size=2000, seed=3)
+    assert (fr['s'], fr['alpha']) == (1., 1.) and 'rows' not in fr
 
 def test_balanced_indices_take_the_smallest_group_from_each():
     g = np.array([0] * 7 + [1] * 2 + [2] * 5 + [3] * 3)
@@ -253,10 +276,10 @@ def run():
 
 def test_seed_run_rows(run):
     rows = pd.DataFrame(run['rows'])
-    methods = ['ERM', 'input mixing (full network)', 'ERM continued (no mixing)', 'input mixing (last layer)', 'embedding mixing (DISPEL)', 'DFR']
+    methods = ['ERM', 'input mixing (full network)', 'ERM continued (no mixing)', 'input mixing (last layer)', BIASED_DRAW, 'embedding mixing (DISPEL)', 'DFR']
     assert list(dict.fromkeys(rows.method)) == methods
     assert set(rows[rows.method == 'ERM'].selection) == {SEL_AVG, SEL_WG} and set(rows[rows.method == 'DFR'].selection) == {SEL_HALF}
-    assert len(rows) == (4 * 2 + 2) * 4 and rows.value.between(0, 1).all() and (rows.split == 'test').all()
+    assert len(rows) == (5 * 2 + 2) * 4 and rows.value.between(0, 1).all() and (rows.split == 'test').all()
     assert set(rows.epoch.dropna()) <= {1, 2} and rows[rows.method == 'DFR'][['s', 'alpha']].drop_duplicates().values.tolist() == [[1., 1.]]
 
 def test_seed_run_values_match_an_independent_evaluation(run):
@@ -309,29 +332,54 @@ def test_seed_worst_groups_take_the_worse_split():
 
 def test_testbed_claims_verdicts():
     r = fake_results({'ERM': [0.1, 0.1, 0.1], 'input mixing (full network)': [0.5, 0.4, 0.6], 'ERM continued (no mixing)': [0.45, 0.42, 0.5],
-                      'input mixing (last layer)': [0.18, 0.2, 0.1], 'embedding mixing (DISPEL)': [0.7, 0.7, 0.7], 'DFR': [0.72, 0.72, 0.72]})
+                      BIASED_DRAW: [0.3, 0.2, 0.4], 'input mixing (last layer)': [0.18, 0.2, 0.1], 'embedding mixing (DISPEL)': [0.7, 0.7, 0.7], 'DFR': [0.72, 0.72, 0.72]})
     c = {row['claim'].split(': ', 1)[1]: row for row in dm.claims_per_testbed(r, 'tb')}
+    assert all({'claim', 'paper', 'here', 'verdict', 'rule', 'halves'} <= set(row) for row in c.values())   # report.claim_row's row
     full = c["fine-tuning with input mixing (full network) raises the pre-trained model's worst group"]
     assert full['verdict'] == 'reproduced' and '+40.0 pts [' in full['here'] and 'n=3' in full['here']   # +40 points on every seed
+    assert full[dm.MEANS] == 'ERM 0.100 → 0.500'
     ctrl = c['the gain is due to the mixing (against the same fine-tuning without mixing)']
     assert ctrl['verdict'] == 'inconclusive' and '+4.3 pts [' in ctrl['here'] and 'seeds to decide' in ctrl['here']   # +5, -2, +10: the interval spans 0
+    assert c['balance does the work: uniform draws beat draws that follow the training bias']['verdict'] == 'reproduced'   # +20 points on every seed
     assert c['input mixing of the last layer only raises the worst group']['verdict'] == 'inconclusive'   # +8, +10, 0 points: t interval of 3 seeds spans 0
     assert c['embedding mixing (DISPEL) is at least as good as DFR (worst group)']['verdict'] == 'not reproduced here'   # 2 points below on every seed: under the -1 point bar
     assert not any(row['verdict'] == 'partly' for row in c.values())
     only_heads = dm.claims_per_testbed(r[r.method.isin(['DFR', 'embedding mixing (DISPEL)', 'ERM'])], 'tb')
     assert len(only_heads) == 1   # no input mixing rows: only the DISPEL claim
+    one = dm.claims_per_testbed(r[r.seed == 0], 'tb')   # one seed (the CI parameters): inconclusive, n=1, no error
+    assert len(one) == 5 and all(row['verdict'] == 'inconclusive' and 'n=1' in row['here'] for row in one)
 
-def test_toy_claim_rests_on_one_draw():
-    toy = pd.DataFrame([dict(lam=l, q=q, core=1., spurious=w, worst_group=0.5) for l, q, w in [(0, 0.5, 3.), (0.95, 0.5, 0.1), (0.95, 0.95, 3.1)]])
-    rows = dm.toy_claim(toy)
-    assert len(rows) == 2 and all(r['verdict'] == 'inconclusive' and 'n=1' in r['here'] for r in rows)   # one part per row, one draw: no interval
-    assert '3.00 at λ 0 → 0.10' in rows[0]['here'] and '→ 3.10' in rows[1]['here']
+def test_toy_claims_over_data_draws():
+    toys = {s: dm.toy_sweep([0, 0.95], [0.5, 0.95], n=1000, seed=s) for s in (0, 10, 20, 30, 40)}
+    removed, kept = dm.toy_effects(toys)
+    assert len(removed) == 5 and (removed > 0.5).all() and (kept > 0.5).all()
+    rows = dm.toy_claim(toys)
+    assert len(rows) == 2 and all(r['verdict'] == 'reproduced' and 'n=5' in r['here'] for r in rows)
+    assert all(r['verdict'] == 'inconclusive' for r in dm.toy_claim({0: toys[0]}))   # one draw: no interval
 
-def test_draw_claim():
-    abl = pd.DataFrame([dict(dataset='tb', variant=v, split='test', metric='worst group', value=x, seed=0, selection=SEL_AVG)
-                        for v, x in [('main run', 0.8), ('draw = train', 0.75)]])
-    one = draw_claim(abl, 'tb', 1)
-    assert one['verdict'] == 'inconclusive' and '+5.0 pts, n=1' in one['here']   # one seed: a single number, no interval
-    abl3 = pd.concat([abl.assign(seed=s, value=abl.value + 0.01 * s) for s in range(3)])
-    assert draw_claim(abl3, 'tb', 3)['verdict'] == 'reproduced'   # +5 points on each of 3 seeds
-    assert draw_claim(abl[abl.variant == 'main run'], 'tb', 1) is None
+
+# --- seeds in parallel; parameters checked before any work -----------------------------------------------------------
+
+def test_mixing_seed_in_a_worker_equals_the_seed_alone():
+    "run_seeds' worker processes give each seed exactly what running it alone in this process gives."
+    from spurnotes.seeds import run_seeds
+    kw = dict(datasets=['digits_on_backgrounds'], data=dict(source='sklearn', n_train=None), erm=dict(epochs=1, **FIT), mix=MIX,
+              heads=dict(s_grid=(1.,), alpha_grid=(1.,), C_grid=(1.,), n_fits=1, pool_size=100, missing='drop'), ft_epochs=1, ll_epochs=1)
+    alone = run_seeds(mixing_seed, [1], jobs=1, **kw)[0]   # this process, one torch thread (as every worker)
+    par = run_seeds(mixing_seed, [0, 1], jobs=2, **kw)
+    pd.testing.assert_frame_equal(pd.DataFrame(par[1]['rows']), pd.DataFrame(alone['rows']), check_exact=True)
+    assert par[1]['test_splits'] == {'digits_on_backgrounds': ['test']}
+    assert not pd.DataFrame(par[0]['rows']).equals(pd.DataFrame(alone['rows']))
+
+def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
+    import time
+    from spurnotes.cli import run_notebooks, NotebookError
+    from conftest import NBS
+    t = time.perf_counter()
+    with pytest.raises(NotebookError) as e:
+        run_notebooks(['04_data_mixing.ipynb'], {'ft_epochs': -1}, out=tmp_path, nbs_dir=NBS, progress=False)
+    assert 'ft_epochs' in e.value.evalue and '-1' in e.value.evalue, e.value.evalue
+    assert e.value.ename == 'ParamError' and time.perf_counter() - t < 60   # the validation cell, before any data or training
+    with pytest.raises(NotebookError) as e:
+        run_notebooks(['04_data_mixing.ipynb'], {'ablation_seeds': [7]}, out=tmp_path/'b', nbs_dir=NBS, progress=False)
+    assert 'ablation_seeds' in e.value.evalue, e.value.evalue
