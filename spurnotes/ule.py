@@ -542,9 +542,9 @@ def sweep_gains(acc:pd.DataFrame,   # tidy accuracy rows of the main runs and th
 # %% ../nbs/05_ule.ipynb #60a74a61
 PAPER_GAINS = '+29.0 Waterbirds, +44.2 CelebA, +29.4 Spawrious, +43.2 UrbanCars (worst group over ERM)'   # the paper's abstract
 GAIN_BAR = 0.15   # a reproduced gain: the teacher's worst group at least 15 points above its student's (the paper's are 29 to 44)
-RULE_TAIL = ("95% t interval of the mean, and the same on two halves of the seeds (alternate seeds): above: reproduced; "
-             "below: not reproduced here; across, or halves that disagree: inconclusive")
-RULE_GAIN = f"per-seed gain (teacher - student, same seed and draw) vs {100 * GAIN_BAR:g} points, " + RULE_TAIL
+RULE_TAIL = ("interval above the bar: reproduced; below it: not reproduced here; across it, or halves of the seeds (alternate seeds) "
+             "on opposite sides: inconclusive")   # `claim_row` adds the interval and the bar
+RULE_GAIN = "per-seed gain (teacher - student worst group, same seed and draw); " + RULE_TAIL
 SELECTION_SHORT = {'last epoch': 'last epoch', 'validation average (no group labels)': "each model's epoch chosen by val. average",
                    'validation worst group (group labels)': "each model's epoch chosen by val. worst group"}   # in the claim's text
 
@@ -576,7 +576,7 @@ def saliency_claim(sal:pd.DataFrame,   # `saliency_rows` of several seeds
     if t_.empty: return None
     r = claim_row(f"{dataset.replace('_', ' ')}: less of the teacher's input-gradient saliency is on the spurious region than the student's", '',
                   decide(paired_effects(s_, t_) / s_, SALIENCY_BAR, few='inconclusive'),   # per seed: 1 - teacher / student
-                  f"per-seed drop 1 - teacher/student share (same seed) vs {100 * SALIENCY_BAR:g}%, " + RULE_TAIL, unit='%')
+                  "per-seed drop 1 - teacher/student share (same seed); " + RULE_TAIL, unit='%')
     return {**r, 'here': f"{s_.mean():.3f} → {t_.mean():.3f}; relative drop {r['here']}"}
 
 def cosine_claim(sal:pd.DataFrame,      # `saliency_rows` of several seeds
@@ -586,7 +586,7 @@ def cosine_claim(sal:pd.DataFrame,      # `saliency_rows` of several seeds
     t_ = _by_seed(sal, dataset, 'input-gradient cosine to the student')
     r = claim_row(f"{dataset.replace('_', ' ')}: the penalty works: teacher and student input gradients are less alike than two ERM models'", '',
                   decide(paired_effects(erm_cos, t_), few='inconclusive'),   # per seed: ERM-ERM cosine - teacher-student cosine
-                  "per-seed ERM-ERM cosine - teacher-student cosine (same seed) vs 0, " + RULE_TAIL, scale=1., unit='')
+                  "per-seed ERM-ERM cosine - teacher-student cosine (same seed); " + RULE_TAIL, scale=1., unit='')
     return {**r, 'here': f"cosine {t_.mean():.3f} (teacher, student) vs {erm_cos.mean():.3f} (two ERM models); difference {r['here']}"}
 
 # %% ../nbs/05_ule.ipynb #d2c8f0fd
@@ -599,9 +599,9 @@ def cost_claims(cost:pd.DataFrame,   # `benchmarks/ule_cost.py`'s `repetitions`:
     lo, hi = COST_RANGE
     base = f"{x.mean():.2f}x per repetition ({output} output; naive step {naive.mean():.2f}x)"
     rule = lambda b, d: (f"per-repetition time ratio (ULE step / ERM step, timed in turn in one process, one CPU thread; a timing "
-                         f"ratio by repetitions, not seeds) {d} {b:g}x, " + RULE_TAIL.replace('seeds', 'repetitions'))
+                         f"ratio by repetitions, not seeds) {d} {b:g}x; " + RULE_TAIL.replace('seeds', 'repetitions'))
     r_lo = claim_row(f"A ULE step (two models, a double backward) costs at least {lo:g} ERM steps", '', decide(x - lo, 0., few='inconclusive'),
-                     rule(lo, 'minus'), scale=1., unit='x')
+                     rule(lo, 'minus'), scale=1., unit='')
     r_hi = claim_row(f"A ULE step (two models, a double backward) costs at most {hi:g} ERM steps", '', decide(hi - x, 0., few='inconclusive'),
-                     rule(hi, 'subtracted from'), scale=1., unit='x')
-    return [{**r_lo, 'here': f"{base}; margin over {lo:g}x {r_lo['here']}"}, {**r_hi, 'here': f"{base}; margin under {hi:g}x {r_hi['here']}"}]
+                     rule(hi, 'subtracted from'), scale=1., unit='')
+    return [{**r_lo, 'here': f"{base}; margin over {lo:g}x: {r_lo['here']}"}, {**r_hi, 'here': f"{base}; margin under {hi:g}x: {r_hi['here']}"}]

@@ -333,8 +333,21 @@ def test_seeds_in_workers_equal_seeds_alone():
     "`ule_seed` through `run_seeds` in two worker processes gives each seed's rows exactly as a call in this process."
     from spurnotes.seeds import run_seeds
     from spurnotes.ule import ule_seed
-    kw = dict(dataset='biased_digits', cfg=MAIN, data_kw=dict(source='sklearn'), epochs=2, arch='small_cnn', bs=64)
+    kw = dict(dataset='biased_digits', cfg={**MAIN, 'warmup': 0}, data_kw=dict(source='sklearn'), epochs=1, arch='small_cnn', bs=64)
     par = run_seeds(ule_seed, [0, 1], jobs=2, **kw)
     alone = run_seeds(ule_seed, [1], jobs=1, **kw)[0]   # in this process, one thread as in a worker
     assert par[1]['rows'] == alone['rows'] and par[0]['rows'] != par[1]['rows']
     for a, b in zip(par[1]['teacher'].state_dict().values(), alone['teacher'].state_dict().values()): assert torch.equal(a, b)
+
+def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
+    "A bad `-p` stops the notebook in the validation cell after the parameters, with one line in the user's terms, before any training."
+    import json, time, papermill as pm
+    from spurnotes.cli import run_notebooks
+    t0 = time.time()
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run_notebooks(['05_ule'], {'epochs': 2, 'warmup': 2}, out=tmp_path, nbs_dir=ROOT/'nbs', progress=False)
+    assert e.value.evalue == "warmup=2 with epochs=2: expected fewer warm-up epochs than epochs (the teacher trains after the warm-up)."
+    assert e.value.ename == 'ParamError' and time.time() - t0 < 60
+    cells = json.loads((tmp_path/'notebooks'/'05_ule.ipynb').read_text())['cells']
+    failed = [c for c in cells if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    assert len(failed) == 1 and 'need_seeds' in ''.join(failed[0]['source'])   # the validation cell, not a later one
