@@ -27,7 +27,9 @@ What is compared, per method:
   over a sequence of batches (some missing groups), eta in {0.01, 0.5, 2}; tolerance: the reference against itself
   with the rows of every batch permuted (float rounding).
 * JTT (`error_set` + `jtt_indices` vs `JTTInference` + SpuCo's upsampling, and the authors' `up_weight`): the error
-  set of the same identification model and the upsampled index multisets for lambda = 1, 2, 6, 20.
+  set of the same identification model and the upsampled index multisets for lambda = 1, 2, 6, 20. spurnotes'
+  `jtt_indices(errors, lam_up)` follows the authors' code (`--up_weight` lam_up: each error lam_up + 1 times); SpuCo's
+  quickstart `upsample_factor` lambda gives each error lambda times in all, which is spurnotes' lam_up = lambda - 1.
 
 Verdicts (rule printed with the table): exact / faithful within tolerance / differs.
 
@@ -522,22 +524,25 @@ def jtt_check(jtt_path):
     logits = get_model_outputs(model, TensorDataset(torch.from_numpy(e), torch.from_numpy(y)))
     part = JTTInference(predictions=torch.argmax(logits, dim=-1).tolist(), class_labels=y.tolist()).infer_groups()
     ref_err = np.zeros(len(y), bool); ref_err[part[(0, 1)]] = True
-    ours = {lam: collections.Counter(bl.jtt_indices(torch.from_numpy(errors), lam).tolist()) for lam in LAMBDAS}
+    ups = lambda lam: collections.Counter(bl.jtt_indices(torch.from_numpy(errors), lam).tolist())
+    ours = {lam: ups(lam) for lam in LAMBDAS}              # spurnotes' lam_up = the authors' --up_weight
+    ours_spuco = {lam: ups(lam - 1) for lam in LAMBDAS}    # SpuCo's upsample_factor λ: each error λ times in all = spurnotes' lam_up λ - 1
     spuco = {}
     for lam in LAMBDAS:
         indices = list(part[(0, 0)]) + list(part[(0, 1)]) * lam   # SpuCo's quickstart JTT scripts
         spuco[lam] = collections.Counter(iter(CustomIndicesSampler(indices=indices, shuffle=True)))   # one epoch of its sampler
     out = dict(n=len(y), n_err=int(errors.sum()), err_minority=float(((y != a) & errors).sum() / max(errors.sum(), 1)),
                spuco=dict(err_same=bool((errors == ref_err).all()), n_err_ref=int(ref_err.sum()),
-                          same={lam: ours[lam] == spuco[lam] for lam in LAMBDAS}))
+                          same={lam: ours_spuco[lam] == spuco[lam] for lam in LAMBDAS},
+                          same_unshifted={lam: ours[lam] == spuco[lam] for lam in LAMBDAS}))
     copies = lambda c: sorted({c[i] for i in np.flatnonzero(errors)})
     out['copies_ours'] = {lam: copies(ours[lam]) for lam in LAMBDAS}
+    out['spuco']['copies'] = {lam: copies(spuco[lam]) for lam in LAMBDAS}
     if jtt_path:
         au_err, au = authors_jtt(jtt_path, logits.numpy(), y, a, LAMBDAS)
         out['authors'] = dict(err_same=bool((errors == au_err).all()), same={lam: ours[lam] == au[lam] for lam in LAMBDAS},
                               copies={lam: copies(au[lam]) for lam in LAMBDAS},
-                              same_shifted={lam: collections.Counter(bl.jtt_indices(torch.from_numpy(errors), lam + 1).tolist()) == au[lam]
-                                            for lam in LAMBDAS})
+                              same_shifted={lam: ours_spuco[lam] == au[lam] for lam in LAMBDAS})
     return out
 
 # ---------------------------------------------------------------- reporting
@@ -677,8 +682,10 @@ def main(argv=None):
             note(f"GroupDRO with the group adjustment C/√n_g (C = 1, η 0.5): q agrees with the authors' (max |Δq| {ad['d']['q']:.1e}, "
                  f"grad {ad['d']['grad']:.1e}); their returned loss also carries Σ q_g·C/√n_g (an in-place `adjusted_loss += ...` on the "
                  f"group losses: max |Δloss| {ad['d']['loss']:.2f}, {ad['loss_minus_term']:.1e} once that term is taken off); the gradient is unaffected.")
-        note("GroupDRO batches: Sagawa et al. (`--reweight_groups`) and SpuCo's GroupDRO trainer draw group-balanced batches "
-             "with replacement; only the loss is compared here.")
+        note("GroupDRO batches: Sagawa et al. (`--reweight_groups`: a WeightedRandomSampler, each example drawn with probability "
+             "∝ 1/n_g, with replacement) and SpuCo's GroupDRO trainer draw group-balanced batches; notebook 06's `bench_group_dro` "
+             "draws group-balanced batches by default too (`GroupBalancedDL`: equal group counts in every batch, a group's examples "
+             "reshuffled and reused as needed). Only the loss is compared here.")
     if 'jtt' in a.methods:
         say("== JTT: spurnotes `error_set` + `jtt_indices` vs SpuCo `JTTInference` + its upsampling" + (" and the authors' up_weight" if jv else ''))
         J = jtt_check(refs.get('jtt'))
@@ -688,11 +695,17 @@ def main(argv=None):
         compared = (f"error set of one linear ERM model on {J['n']} synthetic training embeddings ({J['n_err']} errors, "
                     f"{J['err_minority']:.0%} minority); upsampled index multisets, λ = {LAMBDAS}")
         s = J['spuco']
-        say(f"   error set: {J['n_err']} (SpuCo {s['n_err_ref']}), same: {s['err_same']}; multisets same: {s['same']}; "
-            f"copies of each error in spurnotes' set: {J['copies_ours']}")
-        add('JTT', 'SpuCo `group_inference.JTTInference` + quickstart upsampling (`CustomIndicesSampler`)', compared,
-            f"error set {'identical' if s['err_same'] else 'different'}; upsampled multisets {which(s['same'])}", "0 (both deterministic)",
-            'exact' if s['err_same'] and all(s['same'].values()) else 'differs', sv)
+        say(f"   error set: {J['n_err']} (SpuCo {s['n_err_ref']}), same: {s['err_same']}; multisets same at spurnotes' λ-1: {s['same']}, "
+            f"at the same λ: {s['same_unshifted']}; copies of each error in spurnotes' set: {J['copies_ours']}, SpuCo's: {s['copies']}")
+        add('JTT', 'SpuCo `group_inference.JTTInference` + quickstart upsampling (`CustomIndicesSampler`)',
+            compared.replace("λ = ", "SpuCo's upsample_factor λ = ") + " against spurnotes' `jtt_indices(λ − 1)` (the conventions differ by one copy: see the notes)",
+            f"error set {'identical' if s['err_same'] else 'different'}; upsampled multisets {which(s['same'])}; SpuCo's factor λ gives each "
+            f"error {cp(s['copies'])} copies (λ in all), spurnotes' `jtt_indices(λ)` {cp(J['copies_ours'])} (λ+1, the authors')",
+            "0 (both deterministic)", 'exact' if s['err_same'] and all(s['same'].values()) else 'differs', sv)
+        note("JTT's λ: spurnotes' `jtt_indices(errors, lam_up)` builds the second stage's set as the JTT authors' run_expt.py does "
+             "(the training set once, then the error set `--up_weight` more times: each error λ+1 times); SpuCo's quickstart JTT "
+             "scripts (`partition[(0,0)] + partition[(0,1)] * upsample_factor`) and the paper's Algorithm 1 give each error λ times "
+             "in all, which is spurnotes' lam_up = λ − 1. The SpuCo row compares at that translation.")
         if 'authors' in J:
             au = J['authors']
             say(f"   authors: error set same: {au['err_same']}; multisets same at the same λ: {au['same']}; "
@@ -703,7 +716,7 @@ def main(argv=None):
                 f"error set {'identical' if au['err_same'] else 'different'}; upsampled multisets at the same λ {which(au['same'])}; "
                 f"their --up_weight λ gives each error "
                 f"{cp(au['copies'])} copies (λ+1 for λ = {', '.join(map(str, LAMBDAS))}), spurnotes' `jtt_indices(λ)` {cp(J['copies_ours'])}"
-                + ("; identical with spurnotes at λ+1" if shifted and not exact else ''),
+                + ("; identical with spurnotes at λ−1" if shifted and not exact else ''),
                 "0 (both deterministic)", 'exact' if exact else 'differs', jv)
     dt = time.perf_counter() - t0
     header = (f"Reference implementations, checked {date} by `benchmarks/reference_check.py` ({sv}"

@@ -22,8 +22,8 @@ __all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH
            'GAIN_RULE', 'RECIPE', 'group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set',
            'jtt_indices', 'jtt_weights', 'jtt', 'BenchSetup', 'prediction_rows', 'learner_preds', 'checkpoint_rows',
            'bench_erm', 'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing',
-           'bench_dispel', 'bench_dfr', 'method_rows', 'run_benchmark', 'method_table', 'erm_gain_verdict',
-           'per_seed_values', 'benchmark_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
+           'bench_dispel', 'bench_dfr', 'method_rows', 'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values',
+           'benchmark_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
@@ -106,21 +106,22 @@ def error_set(model:nn.Module,  # a classifier
 
 # %% ../nbs/06_benchmark.ipynb #83019269
 def _check_lam_up(lam_up):
-    if int(lam_up) != lam_up or lam_up < 1: raise ValueError(f"JTT: lam_up={lam_up} is how many times each error appears; expected an integer >= 1.")
+    if int(lam_up) != lam_up or lam_up < 0: raise ValueError(f"JTT: lam_up={lam_up} is how many extra copies of each error the second stage gets (the authors' --up_weight); expected an integer >= 0.")
 
 def jtt_indices(errors:torch.Tensor,  # boolean `(N,)`, the error set
-                lam_up:int):          # each error appears `lam_up` times in all
-    "Indices of the second stage's training set: every example once, then the errors `lam_up - 1` more times."
+                lam_up:int):          # extra copies of each error (the authors' `--up_weight`): each error appears `lam_up + 1` times
+    "Indices of the second stage's training set, as the authors' code builds it: every example once, then the errors `lam_up` more times."
     _check_lam_up(lam_up)
     err = torch.nonzero(torch.as_tensor(errors).bool()).flatten()
-    return torch.cat([torch.arange(len(errors)), err.repeat(int(lam_up) - 1)])
+    return torch.cat([torch.arange(len(errors)), err.repeat(int(lam_up))])
 
 def jtt_weights(errors:torch.Tensor,  # boolean `(N,)`, the error set
-                lam_up:float):        # loss weight of each error
-    "Per-example loss weights equivalent (in expectation) to `jtt_indices`: `lam_up` on the errors, 1 elsewhere."
-    if lam_up < 0: raise ValueError(f"JTT: lam_up={lam_up}; expected a weight >= 0.")
+                lam_up:float):        # extra weight of each error (`jtt_indices`' `lam_up`)
+    "Per-example loss weights equivalent (in expectation) to `jtt_indices`: `lam_up + 1` on the errors, 1 elsewhere."
+    if lam_up < 0: raise ValueError(f"JTT: lam_up={lam_up}; expected an extra weight >= 0.")
     e = torch.as_tensor(errors).bool()
-    return torch.where(e, torch.tensor(float(lam_up)), torch.tensor(1.))
+    return torch.where(e, torch.tensor(float(lam_up) + 1), torch.tensor(1.))
+
 
 # %% ../nbs/06_benchmark.ipynb #b06qfit0
 def _quiet_fit(learn, n):
@@ -131,13 +132,13 @@ def jtt(make_learner,               # `DataLoaders -> Learner` with a *new* mode
         train_ds:GroupDataset,      # the training set (no group labels are used)
         valid_ds:GroupDataset,      # the validation set of both stages' DataLoaders
         T:int=1,                    # epochs of the identification model
-        lam_up:int=20,              # each error appears this many times in the second stage
+        lam_up:int=20,              # extra copies of each error in the second stage (the authors' `--up_weight`: `lam_up + 1` in all)
         epochs:int=10,              # epochs of the second stage
         bs:int=128,                 # batch size
         seed:int=0,                 # seed of the first stage's DataLoaders (`seed + 1`: the second stage's)
         device=None,                # device of the DataLoaders (default: fastai's)
         fit=None):                  # `fit(learn, n_epochs)` of the second stage (default: `learn.fit`, no bar or log)
-    "Just Train Twice: ERM for `T` epochs, its training errors upsampled `lam_up` times, a new model trained on that; returns a dict."
+    "Just Train Twice: ERM for `T` epochs, its training errors given `lam_up` extra copies (`jtt_indices`), a new model trained on that; returns a dict."
     _check_lam_up(lam_up)
     if T < 1: raise ValueError(f"JTT: T={T} epochs of the identification model; expected at least 1.")
     first = make_learner(group_dls(train_ds, valid_ds, bs=bs, seed=seed, device=device))
@@ -162,10 +163,11 @@ from .datasets import load_dataset
 from .models import make_backbone
 from .metrics import SUMMARY_LABELS
 from .learner import erm_learner, set_precision, PRECISIONS, fit_with_checkpoints, load_checkpoint, get_group_preds
-from .report import group_report, mean_std, mean_std_table, sem
+from .report import group_report, mean_std, mean_std_table, decide, claim_row
 from .masktune import fit_masktune
 from .data_mixing import SpuriousMix, mix_learner, embeddings, dispel, dfr, dispel_probs
 from .ule import ULE
+from .seeds import run_seeds
 
 # %% ../nbs/06_benchmark.ipynb #cef8e019
 BENCH_METHODS = ("ERM", "GroupDRO", "JTT", "MaskTune", "input mixing", "DISPEL", "DFR", "ULE")   # what the runner runs, in its tables' order
@@ -273,10 +275,11 @@ def bench_group_dro(data:SpuriousData,    # the seed's dataset
                     seed:int,             # seed of the initialisation and of the DataLoaders
                     setup:BenchSetup,     # what the methods share
                     eta:float=0.01,       # step size of the group weights
-                    adj:float=0.):        # group adjustment C
+                    adj:float=0.,         # group adjustment C
+                    balanced:bool=True):  # group-balanced training batches (`GroupBalancedDL`), as the authors ran it; False: shuffled
     "GroupDRO, `setup.epochs` epochs from scratch with the `GroupDRO` callback: `(learner, {'q': q after each epoch})`."
     cb = GroupDRO(eta, adj)
-    learn = setup.learner_maker(data, seed, [cb])(data.dls(bs=setup.bs, seed=seed)); setup.fit(learn, setup.epochs)
+    learn = setup.learner_maker(data, seed, [cb])(data.dls(bs=setup.bs, seed=seed, balanced=balanced)); setup.fit(learn, setup.epochs)
     return learn, {'q': cb.history}
 
 # %% ../nbs/06_benchmark.ipynb #b06run11
@@ -284,7 +287,7 @@ def bench_jtt(data:SpuriousData,    # the seed's dataset
               seed:int,             # seed of both stages' initialisation and of the DataLoaders
               setup:BenchSetup,     # what the methods share
               T:int=1,              # epochs of the identification model
-              lam_up:int=20):       # each error appears this many times in the second stage
+              lam_up:int=20):       # extra copies of each error in the second stage (`lam_up + 1` in all, as the authors' `--up_weight`)
     "JTT (`jtt`), its second stage `setup.epochs` epochs: `(second-stage learner, jtt's dict)`."
     r = jtt(setup.learner_maker(data, seed), data.train, data.valid, T=T, lam_up=lam_up, epochs=setup.epochs,
             bs=setup.bs, seed=seed, fit=setup.fit)
@@ -361,10 +364,9 @@ def bench_dfr(data:SpuriousData,    # the seed's dataset
               setup:BenchSetup,     # what the methods share (unused: the heads have their own settings)
               erm,                  # the seed's ERM learner (`bench_erm`)
               C_grid=(1.0, 0.3, 0.1, 0.03, 0.01),  # inverse L1 strengths of the logistic head
-              n_fits:int=10,        # heads averaged into the final head
-              pool_size:int=1000):  # examples per head fit
-    "DFR (`dfr`: DISPEL with every example a balanced one) on ERM's last-epoch embeddings: `({test split: (probs, y, a)}, {'fit': its fit})`."
-    return _last_layer(data, seed, erm, dfr, C_grid=C_grid, n_fits=n_fits, pool_size=pool_size)
+              n_fits:int=10):       # heads averaged into the final head
+    "DFR as published (`dfr`: L1 heads on group-balanced subsamples of the labelled set itself) on ERM's last-epoch embeddings: `({test split: (probs, y, a)}, {'fit': its fit})`."
+    return _last_layer(data, seed, erm, dfr, C_grid=C_grid, n_fits=n_fits)
 
 # %% ../nbs/06_benchmark.ipynb #b06run17
 BENCH_FNS = {'ERM': bench_erm, 'GroupDRO': bench_group_dro, 'JTT': bench_jtt, 'ULE': bench_ule, 'MaskTune': bench_masktune,
@@ -400,20 +402,42 @@ def method_rows(method:str,              # one of `BENCH_METHODS`
     return _trained_rows(method, out, data, seed, setup) + [_wall_row(method, seed, wall, setup.dataset)], extra
 
 # %% ../nbs/06_benchmark.ipynb #b06run19
+def _portable(method, extra):
+    "What a worker process sends back of a method's extras: tensors, arrays and fits; no learners or models."
+    if method == 'JTT': return {k: extra[k] for k in ('errors', 'indices')}
+    if method == 'ULE': return {}
+    return extra
+
+def bench_seed(seed:int,                # one dataset draw and one initialisation
+               setup:BenchSetup,        # what the methods share
+               methods=BENCH_METHODS,   # the methods to run, in this order
+               settings:dict|None=None):  # method -> keyword arguments of its `bench_*` function
+    "Every method on one seed (one dataset draw, one ERM model shared): `dict(rows=tidy rows, extras={method: extras}, info=..., test_splits=..., description=..., n_train=...)`."
+    data, erms, rows, extras = setup.data(seed), {}, [], {}
+    for method in methods:
+        r, e = method_rows(method, data, seed, setup, erms, settings)
+        rows, extras[method] = rows + r, _portable(method, e)
+    return dict(rows=rows, extras=extras, info=data.info, test_splits=list(data.test_splits),
+                description=getattr(data, 'description', ''), n_train=len(data.train))
+
 def run_benchmark(setup:BenchSetup,       # what the methods share
                   methods=BENCH_METHODS,  # the methods to run, in this order on each seed
                   seeds=(0,),             # one dataset draw and one initialisation per seed
-                  settings:dict|None=None):  # method -> keyword arguments of its `bench_*` function
-    "Every method on every seed: `dict(results=tidy DataFrame, extras={(method, seed): extras}, data=the last seed's dataset, seconds=...)`."
+                  settings:dict|None=None,  # method -> keyword arguments of its `bench_*` function
+                  jobs:int|None=None,     # worker processes (`run_seeds`; None: `$SPURNOTES_JOBS` or every core)
+                  label:str|None=None):   # what the progress file names while the seeds run
+    "`bench_seed` on every seed, the seeds in parallel (`run_seeds`): `dict(results=tidy DataFrame, extras={(method, seed): extras}, info, test_splits, description, n_train, seconds)`."
     bad = [m for m in methods if m not in BENCH_METHODS]
     if bad: raise ValueError(f"methods {bad}: expected names from {list(BENCH_METHODS)}.")
-    rows, extras, t0 = [], {}, time.time()
-    for seed in seeds:
-        data, erms = setup.data(seed), {}
-        for method in methods:
-            r, extras[(method, seed)] = method_rows(method, data, seed, setup, erms, settings)
-            rows += r
-    return dict(results=pd.DataFrame(rows), extras=extras, data=data, seconds=time.time() - t0)
+    t0, seeds = time.time(), list(seeds)
+    from spurnotes.baselines import bench_seed as fn   # the package's function, importable by the workers (also when called from the notebook)
+    runs = run_seeds(fn, seeds, jobs=jobs, label=label or f"benchmark · {setup.dataset}", setup=setup,
+                     methods=list(methods), settings=settings)
+    extras = {(m, s): e for s, r in zip(seeds, runs) for m, e in r['extras'].items()}
+    last = runs[-1]
+    return dict(results=pd.DataFrame(sum((r['rows'] for r in runs), [])), extras=extras, info=last['info'],
+                test_splits=last['test_splits'], description=last['description'], n_train=last['n_train'], seconds=time.time() - t0)
+
 
 # %% ../nbs/06_benchmark.ipynb #b06run1d
 def method_table(results:pd.DataFrame,   # tidy rows of `run_benchmark`
@@ -431,35 +455,35 @@ def method_table(results:pd.DataFrame,   # tidy rows of `run_benchmark`
 BENCH_CLAIMS = {   # method -> (the claim, the paper's number)
     'GroupDRO': ('GroupDRO (training group labels) raises worst-group accuracy over ERM', 'Waterbirds 91.4 vs ERM 72.6 (Liu et al. 2021, Table 1)'),
     'JTT': ('JTT (no training group labels) raises worst-group accuracy over ERM', 'Waterbirds 86.7 vs ERM 72.6 (Liu et al. 2021, Table 1)')}
-GAIN_RULE = "per-seed gain over ERM: reproduced if its mean exceeds 2 standard errors (2+ seeds), partly if the mean is positive, else not reproduced here"
-
-def erm_gain_verdict(d):   # per-seed gains of a method over ERM
-    "The verdict of `GAIN_RULE` on the per-seed gains `d`."
-    d = np.asarray(d, float)
-    return 'reproduced' if len(d) > 1 and d.mean() > 2 * sem(d) else 'partly' if d.mean() > 0 else 'not reproduced here'
+GAIN_RULE = "per seed: the method's test worst group minus ERM's (same seed, data draw and selection)"   # `claim_row` adds the interval and the bar
 
 def per_seed_values(results:pd.DataFrame,     # tidy rows of `run_benchmark`
                     method:str,               # the method
                     split:str,                # the split
                     selection:str=BENCH_SEL_WG,  # the model selection
                     metric:str='worst group'):  # the metric
-    "`metric` of `method` at `selection` on `split`, one value per seed in seed order."
+    "`metric` of `method` at `selection` on `split`, one value per seed: a Series indexed by seed, in seed order."
     d = results[(results.split == split) & (results.metric == metric) & (results.method == method) & (results.selection == selection)]
-    return d.sort_values('seed').value.values
+    return d.set_index('seed').value.sort_index()
+
 
 # %% ../nbs/06_benchmark.ipynb #b06clm02
 def benchmark_claims(results:pd.DataFrame,   # tidy rows of `run_benchmark`
                      split:str,              # the test split
-                     selection:str=BENCH_SEL_WG):  # the model selection of both methods
-    "Claim rows (`claims_table`) of `BENCH_CLAIMS` that the run can check: each method against ERM, paired by seed."
+                     selection:str=BENCH_SEL_WG,  # the model selection of both methods
+                     level:float=0.95):      # confidence level of `decide`'s interval
+    "Claim rows (`claim_row`) of `BENCH_CLAIMS` that the run can check: `decide` on each method's per-seed gains over ERM, paired by seed."
     claims = []
     for method, (claim, paper) in BENCH_CLAIMS.items():
         if not {method, 'ERM'} <= set(results.method): continue
         w, e = per_seed_values(results, method, split, selection), per_seed_values(results, 'ERM', split, selection)
-        d = w - e
-        claims.append(dict(claim=claim, paper=paper, verdict=erm_gain_verdict(d), rule=GAIN_RULE,
-                           here=f"{100 * w.mean():.1f} vs ERM {100 * e.mean():.1f} ({100 * d.mean():+.1f} ± {100 * np.nan_to_num(sem(d)):.1f} points, {len(d)} seed(s))"))
+        if list(w.index) != list(e.index): raise ValueError(f"{method} and ERM ran on different seeds ({list(w.index)} vs {list(e.index)}): the gains are paired by seed.")
+        d = decide((w - e).values, 0., level, few='inconclusive')
+        row = claim_row(claim, paper, d, GAIN_RULE)
+        row['here'] = f"{100 * w.mean():.1f} vs ERM {100 * e.mean():.1f}; gain {row['here']}"
+        claims.append(row)
     return claims
+
 
 # %% ../nbs/06_benchmark.ipynb #b06rec01
 RECIPE = {'Waterbirds': dict(train=4795, valid=1199, epochs=300, T=60), 'CelebA': dict(train=162770, valid=19867, epochs=50, T=1)}   # images, epochs, JTT's T

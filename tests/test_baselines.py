@@ -82,18 +82,28 @@ def test_group_dro_callback_moves_q_on_training_batches_only():
     assert not torch.equal(cb.history[0], cb.history[1])
 
 def test_jtt_error_set_and_upsampling():
-    "JTT on a toy: the error set is what the stage-one model misclassifies, each appearing lam_up times, and stage two is a new model."
+    "JTT on a toy: the error set is what the stage-one model misclassifies, each appearing lam_up + 1 times (the authors' up_weight), and stage two is a new model."
     tr, va = toy(128, 0), toy(64, 1)
     r = jtt(make, tr, va, T=1, lam_up=4, epochs=1, bs=32, device='cpu')
     first = r['identification'].model.eval()
     with torch.no_grad(): wrong = first(tr.x).argmax(1) != tr.y
     assert torch.equal(r['errors'], wrong)
     counts = torch.bincount(r['indices'], minlength=len(tr))
-    assert torch.equal(counts, torch.where(wrong, 4, 1)) and torch.equal(counts.float(), jtt_weights(wrong, 4))
-    assert len(r['learner'].dls.train.dataset) == len(tr) + 3 * int(wrong.sum())
+    assert wrong.any() and torch.equal(counts, torch.where(wrong, 5, 1)) and torch.equal(counts.float(), jtt_weights(wrong, 4))
+    assert len(r['learner'].dls.train.dataset) == len(tr) + 4 * int(wrong.sum())
     assert r['learner'].model is not r['identification'].model
-    with pytest.raises(ValueError, match="lam_up=0"): jtt_indices(wrong, 0)
+    with pytest.raises(ValueError, match="lam_up=-1"): jtt_indices(wrong, -1)
     with pytest.raises(ValueError, match="T=0"): jtt(make, tr, va, T=0)
+
+def test_jtt_indices_as_the_authors_up_weight_block():
+    "The upsampled index multiset of the JTT authors' run_expt.py, written out: the training set once, then Subset(train, aug_indices * up_weight)."
+    errors = torch.tensor([0, 1, 1, 0, 0, 1, 0], dtype=torch.bool)
+    aug_indices = [1, 2, 5]                                   # np.where(train_col['wrong_1_times'] == 1)[0]
+    for up_weight in (0, 1, 2, 6, 20):
+        authors = list(range(len(errors))) + aug_indices * up_weight   # ConcatDataset([train_data, Subset(train_data, list(aug_indices) * up_weight)])
+        ours = jtt_indices(errors, up_weight).tolist()
+        assert sorted(ours) == sorted(authors)
+        assert all(ours.count(i) == (up_weight + 1 if i in aug_indices else 1) for i in range(len(errors)))
 
 def test_throughput_script_on_cpu():
     spec = importlib.util.spec_from_file_location('throughput', Path(__file__).parents[1]/'benchmarks'/'throughput.py')
@@ -141,7 +151,7 @@ def test_error_set_in_eval_mode_and_mode_restored():
 # The benchmark runner at tiny sizes
 # ---------------------------------------------------------------------------------------------------------------
 from spurnotes.baselines import (BenchSetup, BENCH_METHODS, FROM_ERM, BENCH_SEL_LAST, BENCH_SEL_WG, BENCH_SEL_HALF, method_rows, run_benchmark,
-                                 prediction_rows, method_table, erm_gain_verdict, per_seed_values, benchmark_claims, recipe_hours, RECIPE,
+                                 prediction_rows, method_table, per_seed_values, benchmark_claims, recipe_hours, RECIPE,
                                  wall_ratio, recipe_table)
 from spurnotes.metrics import SUMMARY_LABELS, worst_group_accuracy, plain_accuracy
 from spurnotes.learner import load_checkpoint, eval_preds
@@ -178,6 +188,34 @@ def test_method_rows_every_method():
     assert {m: sorted(e) for m, e in extras.items() if e} == {'GroupDRO': ['q'], 'JTT': ['errors', 'identification', 'indices', 'learner'],
                                                            'DISPEL': ['fit'], 'DFR': ['fit'], 'ULE': ['student']}
     assert len(extras['GroupDRO']['q']) == 1 and torch.equal(extras['JTT']['indices'].bincount(minlength=len(data.train)).gt(1), extras['JTT']['errors'])
+    assert (extras['JTT']['indices'].bincount(minlength=len(data.train))[extras['JTT']['errors']] == SETTINGS['JTT']['lam_up'] + 1).all()
+    import pickle
+    from spurnotes.baselines import _portable
+    sent = {m: _portable(m, e) for m, e in extras.items()}   # what a worker process sends back: no learners or models
+    assert sorted(sent['JTT']) == ['errors', 'indices'] and sent['ULE'] == {} and sent['DFR'] is extras['DFR']
+    pickle.dumps(sent)
+
+def test_group_dro_trains_on_group_balanced_batches_by_default():
+    "bench_group_dro's training loader is a GroupBalancedDL (the authors' --reweight_groups) unless balanced=False: every batch holds each group equally."
+    from spurnotes.baselines import bench_group_dro
+    from spurnotes.loaders import GroupBalancedDL
+    import inspect
+    assert inspect.signature(bench_group_dro).parameters['balanced'].default is True
+    setup = BenchSetup(epochs=1, **TINY)
+    data = tiny_data(setup)
+    g_train = data.info.group(data.train.y, data.train.a)
+    assert g_train.bincount(minlength=4).min() * 4 < len(g_train) // 4   # the training set itself is far from balanced
+    learn, extra = bench_group_dro(data, 0, setup)
+    dl = learn.dls.train
+    assert isinstance(dl, GroupBalancedDL)
+    n = 0
+    for x, y, a in dl:
+        counts = data.info.group(y, a).bincount(minlength=4)
+        assert counts.max() - counts.min() <= 1, counts   # bs 64 over 4 groups: 16 each
+        n += 1
+    assert n == len(data.train) // setup.bs and len(extra['q']) == 1
+    learn2, _ = bench_group_dro(data, 0, setup, balanced=False)
+    assert not isinstance(learn2.dls.train, GroupBalancedDL)
 
 def test_method_rows_match_an_independent_evaluation():
     "ERM's 'last epoch' rows equal the metrics of the model at its 'last' checkpoint evaluated through eval_preds; 'best' is no worse on valid."
@@ -202,14 +240,17 @@ def test_method_rows_are_seeded():
     assert a == b and a != c
 
 def test_run_benchmark_two_seeds():
-    "Every method asked for on every seed, in order; tidy columns; extras by (method, seed); the headline's rows."
+    "Every method asked for on every seed, in order; tidy columns; extras by (method, seed); the headline's rows; two worker processes give the rows of one."
     setup = BenchSetup(epochs=1, **TINY)
-    run = run_benchmark(setup, ['ERM', 'DFR'], seeds=[0, 1], settings=SETTINGS)
+    run = run_benchmark(setup, ['ERM', 'DFR'], seeds=[0, 1], settings=SETTINGS, jobs=2)
     res = run['results']
     assert set(RESULT_COLUMNS + ['seed', 'selection']) <= set(res.columns)
     assert list(res.drop_duplicates(['seed', 'method'])[['seed', 'method']].itertuples(index=False, name=None)) == [(0, 'ERM'), (0, 'DFR'), (1, 'ERM'), (1, 'DFR')]
     assert set(run['extras']) == {(m, s) for m in ['ERM', 'DFR'] for s in [0, 1]} and 'fit' in run['extras'][('DFR', 1)]
-    head = headline_table(res[res.split.isin(run['data'].test_splits)])
+    one = run_benchmark(setup, ['ERM', 'DFR'], seeds=[1], settings=SETTINGS, jobs=1)['results']
+    acc = lambda r: r[r.metric != 'wall time (s)'].reset_index(drop=True)
+    pd.testing.assert_frame_equal(acc(res[res.seed == 1]), acc(one))   # seed 1 in a worker beside seed 0 = seed 1 alone, here
+    head = headline_table(res[res.split.isin(run['test_splits'])])
     assert list(head.method) == ['ERM', 'ERM', 'DFR'] and (head.seeds == 2).all()
     with pytest.raises(ValueError, match=r"methods \['Mixup'\]"): run_benchmark(setup, ['Mixup'])
     with pytest.raises(ValueError, match="precision='fp8'"): BenchSetup(precision='fp8')
@@ -223,15 +264,37 @@ def _fake_results():
              for m, ws in {'ERM': [10., 20.], 'GroupDRO': [11., 19.], 'JTT': [30., 50.]}.items() for s, w in enumerate(ws)]
     return pd.DataFrame(rows)
 
-def test_claims_and_verdict_by_hand():
-    res = _fake_results()
-    assert np.allclose(per_seed_values(res, 'GroupDRO', 'test'), [0.7, 0.8])
+def _claim_results(gains, erm=(0.5, 0.6, 0.55, 0.52, 0.58, 0.61), seeds=None):
+    "Tidy worst-group rows on the test split: ERM's per seed, and each method's = ERM's + its per-seed gains."
+    seeds = list(range(len(erm))) if seeds is None else seeds
+    vals = {'ERM': list(erm), **{m: [e + g for e, g in zip(erm, gs)] for m, gs in gains.items()}}
+    return pd.DataFrame([dict(notebook='06_benchmark', dataset='d', method=m, split='test', metric='worst group', value=v, seed=s,
+                              selection=BENCH_SEL_WG) for m, vs in vals.items() for s, v in zip(seeds, vs)])
+
+def test_claims_decided_by_the_package_rule():
+    "benchmark_claims: decide on the per-seed gains over ERM (paired by seed), rows from claim_row; no 'partly'; halves shown."
+    from spurnotes.report import decide
+    gains = {'GroupDRO': [0.2, 0.18, 0.22, 0.19, 0.21, 0.2],       # a clear gain
+             'JTT': [-0.05, -0.04, -0.06, -0.05, -0.03, -0.05]}    # a clear loss
+    res = _claim_results(gains)
+    assert np.allclose(per_seed_values(res, 'GroupDRO', 'test').values, np.add([0.5, 0.6, 0.55, 0.52, 0.58, 0.61], gains['GroupDRO']))
     claims = {c['claim'].split()[0]: c for c in benchmark_claims(res, 'test')}
-    assert claims['GroupDRO']['verdict'] == 'reproduced'                 # gains 0.2, 0.2: sem 0
-    assert claims['JTT']['verdict'] == 'not reproduced here'             # gains -0.05, -0.05
-    assert claims['GroupDRO']['here'].startswith('75.0 vs ERM 55.0 (+20.0 ± 0.0 points, 2 seed(s))')
-    assert erm_gain_verdict([0.1, 0.5]) == 'partly'      # mean 0.3, sem 0.2: not above 2 sem
-    assert erm_gain_verdict([0.3, 0.31]) == 'reproduced' and erm_gain_verdict([0.3]) == 'partly' and erm_gain_verdict([-0.1]) == 'not reproduced here'
+    assert claims['GroupDRO']['verdict'] == 'reproduced' and claims['JTT']['verdict'] == 'not reproduced here'
+    assert all(c['verdict'] != 'partly' and 'halves' in c for c in claims.values())
+    assert claims['GroupDRO']['here'].startswith(f"{100 * np.mean([0.5, 0.6, 0.55, 0.52, 0.58, 0.61]) + 20:.1f} vs ERM 56.0")
+    # noise around 0: inconclusive, as decide says on the same gains
+    noisy = [0.1, -0.12, 0.05, -0.03, 0.08, -0.09]
+    c = benchmark_claims(_claim_results({'JTT': noisy}), 'test')[0]
+    assert c['verdict'] == decide(noisy, 0.)['verdict'] == 'inconclusive'
+    # halves that disagree make a decisive-looking mean inconclusive (decide's replication)
+    split = [0.3, -0.01, 0.3, -0.01, 0.3, -0.01]
+    assert benchmark_claims(_claim_results({'JTT': split}), 'test')[0]['verdict'] == decide(split, 0.)['verdict']
+    # one seed (the CI run): inconclusive, not an error
+    one = benchmark_claims(_claim_results({'GroupDRO': [0.2]}, erm=[0.5]), 'test')[0]
+    assert one['verdict'] == 'inconclusive'
+    # pairs by seed: a method on other seeds than ERM is an error
+    bad = pd.concat([_claim_results({}), _claim_results({'GroupDRO': [0.1] * 6}, seeds=[10, 11, 12, 13, 14, 15]).query("method == 'GroupDRO'")])
+    with pytest.raises(ValueError, match="paired by seed"): benchmark_claims(bad, 'test')
     assert benchmark_claims(res[res.method != 'ERM'], 'test') == []
 
 def test_method_table_and_recipe_by_hand():
@@ -245,3 +308,22 @@ def test_method_table_and_recipe_by_hand():
     assert recipe_hours(wb, 'ERM', 2500) == f"{h:.1f}" and recipe_hours(wb, 'JTT', 2500) == f"≥ {h * 360 / 300:.1f}"
     assert recipe_hours(wb, 'ULE', 2500, 3.0) == f"{3 * h:.1f}"
     assert list(recipe_table(['ERM', 'ULE', 'MaskTune'], 2500).index) == ['ERM']   # ULE needs its factor; MaskTune is not in the recipe
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Notebook 06 checks its parameters right after the parameters cell
+# ---------------------------------------------------------------------------------------------------------------
+def test_notebook_rejects_a_bad_parameter_at_once(tmp_path):
+    "A bad -p value stops notebook 06 in its validation cell (the cell after the parameters), with one line naming it, before any training."
+    import time
+    from spurnotes.cli import run_notebooks
+    nbs = Path(__file__).parents[1]/'nbs'
+    for bad, msg in (({'jtt_lam_up': -1}, "jtt_lam_up=-1: expected a whole number >= 0"),):
+        t0 = time.time()
+        with pytest.raises(Exception) as e: run_notebooks(['06_benchmark'], bad, out=tmp_path/'run', nbs_dir=nbs, progress=False)
+        assert msg in str(getattr(e.value, 'evalue', e.value)), str(e.value)[:500]
+        assert time.time() - t0 < 120   # a kernel's start and the imports (a shared machine), no training
+        import json
+        nb = json.load(open(tmp_path/'run'/'notebooks'/'06_benchmark.ipynb'))
+        failed = [c for c in nb['cells'] if c['cell_type'] == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+        assert len(failed) == 1 and 'need_subset' in ''.join(failed[0]['source'])   # the validation cell, nothing after it ran

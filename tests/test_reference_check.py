@@ -54,4 +54,4 @@ def test_agreement_with_references_quick(tmp_path):
     assert 'Verdict rule' in r.stdout
     for row in rows:
         if row['version'].startswith('kohpangwei'): assert row['verdict'] == 'exact', row
-        if row['version'].startswith('anniesch'): assert 'λ+1' in row['agreement'], row   # their up_weight: λ+1 copies
+        if row['version'].startswith('anniesch'): assert row['verdict'] == 'exact' and 'λ+1' in row['agreement'], row   # their up_weight: λ+1 copies, as jtt_indices
