@@ -6,6 +6,9 @@ Docs: https://spurnotes.github.io/spurnotes/rare_spurious.html.md"""
 
 # %% ../nbs/02_rare_spurious.ipynb #ac500eb3
 from __future__ import annotations
+import warnings
+# torch.jit.script's deprecation notice, raised while fastai/torchvision import: run_seeds' workers import this module first
+warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 import json, math, copy, tempfile, itertools
 from pathlib import Path
 import numpy as np

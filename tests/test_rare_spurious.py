@@ -347,11 +347,13 @@ def test_additive_pattern_stays_in_range_and_is_seeded(name, seed):
 def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
     "`-p seeds [0, 0]` (a repeated seed) stops the run at the validation cell with one line naming the parameter, before any training."
     import time
-    from papermill.exceptions import PapermillExecutionError
-    from spurnotes.cli import run_notebooks
+    import json
+    from spurnotes.cli import run_notebooks, NotebookError
     t0 = time.time()
-    with pytest.raises(PapermillExecutionError) as e:
+    with pytest.raises(NotebookError) as e:
         run_notebooks(['02_rare_spurious.ipynb'], {'seeds': [0, 0]}, out=tmp_path, progress=False)
     assert 'parameter seeds=[0, 0]' in e.value.evalue and 'distinct seeds' in e.value.evalue
-    assert e.value.ename == 'ParamError' and e.value.exec_count <= 6   # the validation cell, not a later one
+    assert e.value.ename == 'ParamError'
+    failed = [c['id'] for c in json.load(open(e.value.dest))['cells'] if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    assert failed == ['a02valid']   # the validation cell, not a later one
     assert time.time() - t0 < 60
