@@ -317,7 +317,7 @@ def load_torchvision(name:str,               # 'mnist', 'fashion_mnist' or 'cifa
     return SpuriousData(name, info, splits, ['test'], description=f"torchvision {cls_name}")
 
 # %% ../nbs/01a_datasets.ipynb #ad3dd783
-def load_dataset(name:str,      # 'biased_digits', 'digits_on_backgrounds', a real benchmark or a torchvision dataset
+def load_dataset(name:str,      # 'biased_digits', 'digits_on_backgrounds', 'birds_on_backgrounds', a real benchmark or a torchvision dataset
                  root=None,     # the dataset's folder; for a testbed, MNIST's (for `source='mnist'`)
                  seed:int=0,    # seed of a testbed's construction, or of a validation hold-out
                  size:int=28,   # side of the images, in pixels (not used by `load_torchvision`)
@@ -325,6 +325,9 @@ def load_dataset(name:str,      # 'biased_digits', 'digits_on_backgrounds', a re
     "One entry point for notebooks' `dataset` parameter: built-in testbeds by name, real benchmarks from `root`."
     builtin = {'biased_digits': biased_digits, 'digits_on_backgrounds': digits_on_backgrounds}
     if name in builtin: return builtin[name](size=size, seed=seed, data_root=root, **kwargs)  # root: MNIST, for source='mnist'
+    if name == 'birds_on_backgrounds':   # real photos from Debian's Tux Paint packages; root: their folder if not /usr/share/tuxpaint
+        from spurnotes.birds import birds_on_backgrounds
+        return birds_on_backgrounds(size=size, seed=seed, root=root, **kwargs)
     if name == 'waterbirds': return load_waterbirds(root, size=size, **kwargs)
     if name == 'celeba': return load_celeba(root, size=size, **kwargs)
     if name.startswith('spawrious_') and name[len('spawrious_'):] in SPAWRIOUS_SPLITS:
@@ -333,4 +336,4 @@ def load_dataset(name:str,      # 'biased_digits', 'digits_on_backgrounds', a re
     if name == 'imagenet9': return load_imagenet9(root, size=size, **kwargs)
     if name in _TV: return load_torchvision(name, root, seed=seed, **kwargs)
     real = ['waterbirds', 'celeba'] + [f'spawrious_{k}' for k in SPAWRIOUS_SPLITS] + ['urbancars', 'imagenet9']
-    raise ValueError(f"Unknown dataset {name!r}: expected one of {list(builtin) + real + list(_TV)}.")
+    raise ValueError(f"Unknown dataset {name!r}: expected one of {list(builtin) + ['birds_on_backgrounds'] + real + list(_TV)}.")

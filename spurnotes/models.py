@@ -14,7 +14,8 @@ import torch.nn as nn
 # %% auto #0
 __all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'LITE_BACKBONES', 'LITE_STATS', 'MaskTuneCNN', 'SmallCNN',
            'mlp', 'Normalize', 'cam_layer', 'tv_weights', 'weights_path', 'load_tv_weights', 'backbone_transform',
-           'TorchvisionNet', 'lite_weights_file', 'load_lite_weights', 'EfficientNetLite', 'make_backbone']
+           'TorchvisionNet', 'lite_weights_file', 'load_lite_weights', 'EfficientNetLite', 'Frozen', 'LiteTop',
+           'lite_parts', 'frozen_features', 'make_backbone']
 
 # %% ../nbs/00c_models.ipynb #e76fa6db
 class MaskTuneCNN(nn.Module):
@@ -222,6 +223,46 @@ class EfficientNetLite(nn.Module):
     def head(self): return self.net.classifier
     def forward(self, x):  # images (N, 3, H, W) in [0, 1]
         return self.net(self.normalize(x))
+
+# %% ../nbs/00c_models.ipynb #209c5f2f
+class Frozen(nn.Module):
+    "`module` with no gradients and fixed BatchNorm statistics: it stays in eval mode whatever `train()` asks."
+    def __init__(self, module:nn.Module):
+        super().__init__()
+        self.module = module.eval().requires_grad_(False)
+    def train(self, mode:bool=True): super().train(mode); self.module.eval(); return self
+    def forward(self, x): return self.module(x)
+
+class LiteTop(nn.Module):
+    "The trainable top of an EfficientNet-Lite (its last stages, last convolution, pooling and head), shared with the model; its CAM layer is `bn2`."
+    cam_layer = 'bn2'
+    def __init__(self, net:nn.Module, freeze_to:int):
+        super().__init__()
+        self.blocks = nn.Sequential(*list(net.blocks)[freeze_to:])
+        self.conv_head, self.bn2, self.pool, self.classifier = net.conv_head, net.bn2, net.global_pool, net.classifier
+    @property
+    def head(self): return self.classifier
+    def forward(self, x):  # the body's output (N, C, h, w)
+        return self.classifier(self.pool(self.bn2(self.conv_head(self.blocks(x)))))
+
+def lite_parts(model:EfficientNetLite,   # from `make_backbone('efficientnet_lite0', ...)`
+               freeze_to:int=5):         # stages (of 7) in the frozen body; 0: only the stem is frozen
+    "`(body, top)`: the frozen input scaling, stem and first `freeze_to` stages, and the trainable rest; `top(body(x)) == model(x)`."
+    if not isinstance(model, EfficientNetLite): raise TypeError(f"lite_parts splits an EfficientNetLite, not a {type(model).__name__}.")
+    n = len(model.net.blocks)
+    if not (isinstance(freeze_to, int) and 0 <= freeze_to < n):
+        raise ValueError(f"freeze_to={freeze_to!r}: expected a stage between 0 and {n - 1} ({model.arch} has {n} stages; the top keeps at least one).")
+    net = model.net
+    body = Frozen(nn.Sequential(model.normalize, net.conv_stem, net.bn1, *list(net.blocks)[:freeze_to]))
+    return body, LiteTop(net, freeze_to)
+
+@torch.no_grad()
+def frozen_features(body:nn.Module,   # a frozen body (`lite_parts`)
+                    x:torch.Tensor,   # images (N, 3, H, W) in [0, 1]
+                    bs:int=256):      # batch size of the forward passes
+    "The body's output for every image, computed once (on the body's device), returned on the CPU."
+    dev = next(body.parameters()).device
+    return torch.cat([body(x[i:i + bs].to(dev)).cpu() for i in range(0, len(x), bs)])
 
 # %% ../nbs/00c_models.ipynb #29899bef
 def make_backbone(arch:str='small_cnn',    # 'masktune_cnn', 'small_cnn', 'mlp', 'efficientnet_lite0' (1, 2) or a key of `TORCHVISION_BACKBONES`

