@@ -6,6 +6,9 @@ Docs: https://spurnotes.github.io/spurnotes/rare_spurious.html.md"""
 
 # %% ../nbs/02_rare_spurious.ipynb #ac500eb3
 from __future__ import annotations
+import warnings
+# torch.jit.script's deprecation notice, raised while fastai/torchvision import: run_seeds' workers import this module first
+warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 import json, math, copy, tempfile, itertools
 from pathlib import Path
 import numpy as np
@@ -33,12 +36,12 @@ from .datasets import load_torchvision
 __all__ = ['PATTERNS', 'ARCHS', 'rare_data', 'Pattern', 'make_pattern', 'inject_pattern', 'rare_model', 'step_schedule',
            'rare_learner', 'train_rare', 'model_probs', 'clean_accuracy', 'class_probs', 'pattern_deltas',
            'spurious_indicators', 'spurious_score', 'welch_greater', 'rank_corr', 'linear_corr', 'run_config',
-           'run_name', 'rare_run', 'sweep_runs', 'rare_sweep', 'summarise_sweep', 'run_learner', 'smallest_n',
-           'input_sensitivity', 'sensitivity_drop', 'incremental_retrain', 'model_loss_fn', 'hvp', 'lissa_ihvp',
-           'param_change', 'group_influence_update', 'deletion_rows', 'deletion_summary', 'forgetting_table',
-           'GaussianNoise', 'mitigation_rows', 'mitigation_table', 'mitigation_summary', 'mia_features',
-           'shadow_attack', 'attack_accuracy', 'mia_pools', 'shadow_outputs', 'membership_row', 'explorer_view',
-           'result_rows', 'sweep_result_rows']
+           'run_name', 'rare_run', 'sweep_runs', 'rare_sweep', 'sweep_seed', 'summarise_sweep', 'run_learner',
+           'run_model', 'smallest_n', 'input_sensitivity', 'sensitivity_drop', 'incremental_retrain', 'model_loss_fn',
+           'hvp', 'lissa_ihvp', 'param_change', 'group_influence_update', 'deletion_rows', 'deletion_summary',
+           'forgetting_table', 'deletion_seed', 'GaussianNoise', 'mitigation_rows', 'mitigation_table',
+           'mitigation_summary', 'mitigation_seed', 'mia_features', 'shadow_attack', 'attack_accuracy', 'mia_pools',
+           'shadow_outputs', 'membership_row', 'mia_seed', 'explorer_view', 'result_rows', 'sweep_result_rows']
 
 # %% ../nbs/02_rare_spurious.ipynb #a6bbded7
 def rare_data(dataset:str='digits',  # 'digits' (offline, from `source`) or 'mnist' / 'fashion_mnist' / 'cifar10' (torchvision)
@@ -398,6 +401,23 @@ def rare_sweep(splits,                   # {'train', 'valid', 'test'} GroupDatas
             for a, s, n, p in itertools.product(archs, seeds, ns, patterns)]   # (the order of the runs: arch, seed, n, pattern)
     return sweep_runs(splits, info, cfgs, threshold, cache_dir, device, learners)
 
+# %% ../nbs/02_rare_spurious.ipynb #a02swsd
+def sweep_seed(seed:int,                 # the run seed
+               splits,                   # {'train', 'valid', 'test'} GroupDatasets: a `SpuriousData` (`rare_data`) or a dict
+               info:GroupInfo,           # their GroupInfo
+               archs=('LargeMLP',),      # keys of `ARCHS`
+               patterns=('S3',),         # names of `PATTERNS`
+               ns=(0, 1, 3),             # numbers of patterned training examples
+               threshold:float=0.1,      # a test example counts when p' - p > threshold
+               cache_dir=None,           # folder of finished runs (None: no caching)
+               device=None,              # where to train
+               **protocol):              # `run_config`'s tag, target_class, epochs, lr, opt, bs, wd, pattern_seed
+    "One seed of `rare_sweep`'s grid, for `spurnotes.seeds.run_seeds`: `(runs, models)`, its tidy rows and each model trained now (on the CPU), keyed (arch, pattern, n, seed)."
+    learners = {}
+    runs = rare_sweep(splits, info, archs, patterns, ns, [seed], threshold=threshold, cache_dir=cache_dir, device=device, learners=learners, **protocol)
+    return runs, {k: l.model.cpu().eval() for k, l in learners.items()}
+
+
 # %% ../nbs/02_rare_spurious.ipynb #01bcb045
 def _std(s): return s.std(ddof=1) if len(s) > 1 else 0.   # the std of per-seed values (0 for one seed: the figures' error bars)
 
@@ -433,6 +453,22 @@ def run_learner(learners:dict,     # fitted Learners keyed (arch, pattern, n, se
     if (arch, pattern, n, seed) not in learners:
         learners[(arch, pattern, n, seed)] = _trained(splits, info, run_config(arch, pattern, n, seed, **protocol), device)
     return learners[(arch, pattern, n, seed)]
+
+# %% ../nbs/02_rare_spurious.ipynb #a02runmd
+def run_model(models:dict,       # trained models keyed (arch, pattern, n, seed), as `sweep_seed` returns them; a new one is added
+              splits,            # {'train', 'valid', 'test'} GroupDatasets
+              info:GroupInfo,    # their GroupInfo
+              arch:str,          # a key of `ARCHS`
+              pattern:str,       # a name of `PATTERNS`
+              n:int,             # patterned training examples
+              seed:int,          # run seed
+              device=None,       # where to train
+              **protocol):       # the other settings of `run_config` (tag, target_class, epochs, lr, opt, bs, wd, pattern_seed)
+    "The trained model of run (arch, pattern, n, seed): the one in `models` if a sweep trained it, else trained now and kept there."
+    if (arch, pattern, n, seed) not in models:
+        models[(arch, pattern, n, seed)] = _trained(splits, info, run_config(arch, pattern, n, seed, **protocol), device).model
+    return models[(arch, pattern, n, seed)]
+
 
 # %% ../nbs/02_rare_spurious.ipynb #9fd6a0aa
 def smallest_n(summary:pd.DataFrame,   # `summarise_sweep` rows of one architecture
@@ -603,6 +639,32 @@ def forgetting_table(deletion:pd.DataFrame,   # `deletion_rows` of every seed an
                                      p_still_above_clean=welch_greater(ind(m), ind('retrain from scratch (clean)')), mean_gap=gap.mean())
                              for m in methods}).T
 
+# %% ../nbs/02_rare_spurious.ipynb #a02delsd
+def deletion_seed(seed:int,              # the run seed
+                  splits,                # {'train', 'valid', 'test'} GroupDatasets
+                  info:GroupInfo,        # their GroupInfo
+                  arch:str,              # a key of `ARCHS`
+                  pattern:str,           # a name of `PATTERNS`
+                  ns=(10,),              # numbers of patterned (then deleted) training examples
+                  clean:dict|None=None,  # seed -> the clean model (n = 0) of that seed, if a sweep trained it (else trained here)
+                  threshold:float=0.1,   # a test example counts when p' - p > threshold
+                  device=None,           # where to train
+                  lissa:dict|None=None,  # damping, scale, depth, repeats of `lissa_ihvp`
+                  **protocol):           # `run_config`'s tag, target_class, epochs, lr, opt, bs, pattern_seed
+    "One seed of the deletion experiment, for `run_seeds`: for each n, the model with n patterned examples (trained again: deletion needs its optimizer state), deleted both ways; the `deletion_rows`."
+    cfg0 = run_config(arch, pattern, 0, seed, **protocol)
+    clean_m = (clean or {}).get(seed)
+    if clean_m is None: clean_m = _trained(splits, info, cfg0, device).model
+    pat, c, rows = _run_pattern(splits, cfg0), cfg0['target_class'], []
+    for n in ns:
+        cfg = run_config(arch, pattern, n, seed, **protocol)
+        tr, idx = inject_pattern(splits['train'], pat, n, c, seed)
+        learn = _trained(splits, info, cfg, device)   # the sweep's run, trained on `tr` (the same seeded injection)
+        rows += deletion_rows(learn, clean_m, tr, idx, splits['test'], pat, c, cfg['epochs'], cfg['lr'] * 1e-3, bs=cfg['bs'], seed=seed,
+                              threshold=threshold, **(lissa or {}))
+    return rows
+
+
 # %% ../nbs/02_rare_spurious.ipynb #a98762a0
 class GaussianNoise(Callback):
     "Add `N(0, sigma^2)` noise to the inputs of training batches (not validation), from a seeded generator."
@@ -647,6 +709,26 @@ def mitigation_table(rows):  # `mitigation_rows` of every seed
 def mitigation_summary(mit:pd.DataFrame):  # `mitigation_table`
     "Per (kind, value): the spurious score's and the clean accuracy's mean, SEM and std over seeds."
     return _seed_stats(mit, ['kind', 'value'], {'score': ('mean', 'sem', 'std'), 'clean_acc': ('mean', 'sem', 'std')})
+
+# %% ../nbs/02_rare_spurious.ipynb #a02mitsd
+def mitigation_seed(seed:int,                # the run seed
+                    splits,                  # {'train', 'valid', 'test'} GroupDatasets
+                    info:GroupInfo,          # their GroupInfo
+                    arch:str,                # a key of `ARCHS`
+                    pattern:str,             # a name of `PATTERNS`
+                    n:int,                   # patterned training examples
+                    weight_decays=(0.,),     # l2 weight decays to train with
+                    noise_sigmas=(),         # input-noise standard deviations to train with
+                    unregularised:dict|None=None,  # seed -> the sweep's model (wd = 0) of that seed, if trained already
+                    threshold:float=0.1,     # a test example counts when p' - p > threshold
+                    device=None,             # where to train
+                    tag:str='digits', target_class:int=0, epochs:int=14, lr:float=0.01, opt:str='sgd', bs:int=128, pattern_seed:int=0):  # the protocol
+    "One seed of the mitigation sweeps, for `run_seeds`: the `mitigation_rows` of `n` examples carrying `pattern`."
+    pat = make_pattern(pattern, tuple(splits['train'].x.shape[1:]), pattern_seed)
+    tr, _ = inject_pattern(splits['train'], pat, n, target_class, seed)
+    return mitigation_rows(tr, splits, info, pat, target_class, arch, seed, weight_decays, noise_sigmas, (unregularised or {}).get(seed), threshold,
+                           epochs=epochs, lr=lr, opt=opt, bs=bs, device=device)
+
 
 # %% ../nbs/02_rare_spurious.ipynb #910f8784
 def mia_features(probs:torch.Tensor,  # softmax outputs (N, classes)
@@ -726,6 +808,25 @@ def membership_row(attack,                     # the fitted membership classifie
                 member_rate_non_members=called(pout, tout.y), member_rate_patterned_non_members=called(pat_out, tout_c.y),
                 target_train_acc=clean_accuracy(tm, tin), target_test_acc=clean_accuracy(tm, test_ds))
 
+# %% ../nbs/02_rare_spurious.ipynb #a02miasd
+def mia_seed(seed:int,                  # the run seed
+             target_pool:GroupDataset,  # the target model's examples (`mia_pools`)
+             shadow_pool:GroupDataset,  # the attacker's examples (`mia_pools`)
+             valid_ds:GroupDataset,     # validation set of the training runs
+             test_ds:GroupDataset,      # clean test set
+             info:GroupInfo,            # their GroupInfo
+             pattern:str,               # a name of `PATTERNS`: the pattern on `n` examples of class `c`
+             c:int,                     # the target class
+             n:int,                     # patterned examples per model
+             shadows:int,               # number of shadow models
+             pattern_seed:int=0,        # seed of the R-patterns' noise image
+             **train_kw):               # arch, epochs, lr, opt, bs, device of `train_rare`
+    "One seed of the membership-inference experiment, for `run_seeds`: shadow models, the attack fitted on them, and its `membership_row` on the target model."
+    pattern = make_pattern(pattern, tuple(target_pool.x.shape[1:]), pattern_seed)
+    attack = shadow_attack(shadow_outputs(shadow_pool, valid_ds, info, pattern, c, n, shadows, seed, **train_kw))
+    return membership_row(attack, target_pool, valid_ds, test_ds, info, pattern, c, n, seed, **train_kw)
+
+
 # %% ../nbs/02_rare_spurious.ipynb #3855abd0
 def explorer_view(model:nn.Module,    # a classifier
                   x:torch.Tensor,     # one image (C, H, W)
@@ -752,9 +853,11 @@ def explorer_view(model:nn.Module,    # a classifier
 def result_rows(method:str,         # the model the values describe
                 values:dict,        # metric name -> value
                 dataset:str,        # the dataset's name (`SpuriousData.name`)
-                selection:str=''):  # the model selection, e.g. 'last epoch (of 5)'
-    "Tidy results rows (`RESULT_COLUMNS` and `selection`) of one method on the test split, one per metric of `values`."
-    return [dict(notebook='02_rare_spurious', dataset=dataset, method=method, split='test', metric=k, value=float(v), selection=selection)
+                selection:str='',   # the model selection, e.g. 'last epoch (of 5)'
+                seed=None):         # the seed the values come from (None: a statistic over seeds; no `seed` key)
+    "Tidy results rows (`RESULT_COLUMNS`, `seed` if given, and `selection`) of one method on the test split, one per metric of `values`."
+    s = {} if seed is None else {'seed': int(seed)}
+    return [dict(notebook='02_rare_spurious', dataset=dataset, method=method, split='test', metric=k, value=float(v), **s, selection=selection)
             for k, v in values.items()]
 
 def sweep_result_rows(summary:pd.DataFrame,  # `summarise_sweep` rows

@@ -341,3 +341,55 @@ def test_additive_pattern_stays_in_range_and_is_seeded(name, seed):
     out = make_pattern(name, (1, 28, 28), seed)(x)
     assert out.min() >= 0 and out.max() <= 1
     assert torch.equal(make_pattern(name, (1, 28, 28), seed).delta, make_pattern(name, (1, 28, 28), seed).delta)
+
+
+# ---- a bad parameter stops the notebook in its validation cell ----
+def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
+    "`-p seeds [0, 0]` (a repeated seed) stops the run at the validation cell with one line naming the parameter, before any training."
+    import time
+    import json
+    from spurnotes.cli import run_notebooks, NotebookError
+    t0 = time.time()
+    with pytest.raises(NotebookError) as e:
+        run_notebooks(['02_rare_spurious.ipynb'], {'seeds': [0, 0]}, out=tmp_path, progress=False)
+    assert 'parameter seeds=[0, 0]' in e.value.evalue and 'distinct seeds' in e.value.evalue
+    assert e.value.ename == 'ParamError'
+    failed = [c['id'] for c in json.load(open(e.value.dest))['cells'] if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    assert failed == ['a02valid']   # the validation cell, not a later one
+    assert time.time() - t0 < 60
+
+
+# ---- the per-seed functions over run_seeds: each seed's result does not depend on the process it ran in ----
+def test_sweep_seed_in_workers_equals_each_seed_alone():
+    "`sweep_seed` over two worker processes gives each seed's rows and models exactly as running that seed alone in this process."
+    import pandas as pd
+    from spurnotes.seeds import run_seeds
+    splits, info = _tiny_splits()
+    kw = dict(splits=splits, info=info, archs=['MLP'], patterns=['S1', 'S3'], ns=[0, 2], epochs=1)
+    par = run_seeds(rs.sweep_seed, [0, 1], jobs=2, **kw)
+    for seed, (runs, models) in zip([0, 1], par):
+        alone, alone_models = run_seeds(rs.sweep_seed, [seed], jobs=1, **kw)[0]
+        cols = ['arch', 'pattern', 'n', 'seed', 'score', 'score_not_c', 'clean_acc']
+        pd.testing.assert_frame_equal(runs[cols], alone[cols])
+        assert set(models) == set(alone_models) == {('MLP', p, n, seed) for p in ('S1', 'S3') for n in (0, 2)}
+        for k, m in models.items():
+            assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), alone_models[k].state_dict().values()))
+            assert next(m.parameters()).device.type == 'cpu'
+
+
+def test_deletion_mitigation_and_mia_seeds_are_the_notebook_loops():
+    "`deletion_seed`, `mitigation_seed` and `mia_seed` give the rows of the loops they replace (one seed, trained in this process)."
+    splits, info = _tiny_splits()
+    proto = dict(epochs=1, lr=0.01, opt='adam', bs=128)
+    pat = make_pattern('S3', (1, 8, 8))
+    d = rs.deletion_seed(1, splits, info, 'MLP', 'S3', ns=[3], lissa=dict(depth=3), **proto)
+    assert [r['method'] for r in d] == ['before deletion', 'incremental retraining', 'influence (LiSSA)', 'retrain from scratch (clean)']
+    assert all(r['seed'] == 1 and r['n'] == 3 for r in d)
+    run = rs.sweep_seed(1, splits, info, ['MLP'], ['S3'], [0, 3], **proto)[0].set_index('n')
+    assert d[0]['score'] == pytest.approx(run.loc[3, 'score']) and d[3]['score'] == pytest.approx(run.loc[0, 'score'])   # the sweep's models, trained again
+    m = rs.mitigation_seed(1, splits, info, 'MLP', 'S3', 3, weight_decays=[0., 0.1], noise_sigmas=[0.3], **proto)
+    assert [(r['kind'], r['value']) for r in m] == [('weight decay', 0.), ('weight decay', 0.1), ('input noise', 0.3)]
+    assert m[0]['score'] == pytest.approx(run.loc[3, 'score'])
+    tp, sp = rs.mia_pools(splits['train'], 0)
+    r = rs.mia_seed(1, tp, sp, splits['valid'], splits['test'], info, 'S3', 0, 2, 1, arch='MLP', **proto)
+    assert r['seed'] == 1 and 0 <= r['all_examples'] <= 1 and 0 <= r['patterned_examples'] <= 1

@@ -94,3 +94,18 @@ def test_decide_bad_input():
     with pytest.raises(ValueError, match="hold NaN"): decide([0.3, float('nan'), 0.2])
     with pytest.raises(ValueError, match="the seeds differ"): paired_effects({0: .5, 1: .6}, {0: .4})
     with pytest.raises(ValueError, match="method='mode'"): effect_interval([0.1, 0.2], method='mode')
+
+
+def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
+    "`-p corr 1.5` stops 00f_report at its validation cell with one line naming the parameter."
+    import time
+    import pytest
+    import json
+    from spurnotes.cli import run_notebooks, NotebookError
+    t0 = time.time()
+    with pytest.raises(NotebookError) as e:
+        run_notebooks(['00f_report.ipynb'], {'corr': 1.5}, out=tmp_path, progress=False)
+    assert e.value.ename == 'ParamError' and 'parameter corr=1.5' in e.value.evalue and 'between 0.0 and 1.0' in e.value.evalue
+    failed = [c['id'] for c in json.load(open(e.value.dest))['cells'] if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    assert failed == ['f0valid0']   # the validation cell, not a later one
+    assert time.time() - t0 < 60
