@@ -342,8 +342,8 @@ def _last_layer(data, seed, erm, head, **kw):
     "A head (`dispel` or `dfr`) on ERM's last-epoch embeddings, the validation set its group-labelled set; test predictions and the fit."
     model = erm_last_model(erm)
     E = {s: embeddings(model, data[s]).numpy() for s in ['train', 'valid'] + data.test_splits}
-    f = head(E['valid'], data.valid.y.numpy(), data.valid.a.numpy(), data.info,
-             e_pool=E['train'], y_pool=data.train.y.numpy(), missing='drop', seed=seed, **kw)
+    pool = dict(e_pool=E['train'], y_pool=data.train.y.numpy()) if head is dispel else {}   # DFR fits on the labelled set alone
+    f = head(E['valid'], data.valid.y.numpy(), data.valid.a.numpy(), data.info, missing='drop', seed=seed, **pool, **kw)
     return {s: (torch.as_tensor(dispel_probs(f, E[s])), data[s].y, data[s].a) for s in data.test_splits}, {'fit': f}
 
 def bench_dispel(data:SpuriousData,    # the seed's dataset
