@@ -20,7 +20,7 @@ from .learner import get_group_preds
 __all__ = ['RESULT_COLUMNS', 'HEADLINE_METRICS', 'CLAIM_COLUMNS', 'VERDICTS', 'RULE_VERDICTS', 'group_report', 'styled_report',
            'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'mean_std', 'mean_std_table',
            'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table', 'paired_effects', 'effect_interval',
-           'seeds_needed', 'decide', 'verdict_text']
+           'seeds_needed', 'decide', 'verdict_text', 'halves_text', 'claim_row']
 
 # %% ../nbs/00f_report.ipynb #45374dd9
 def group_report(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
@@ -151,7 +151,7 @@ def write_headline(table:pd.DataFrame,  # from `headline_table`
 
 # %% ../nbs/00f_report.ipynb #claims0ex
 CLAIM_COLUMNS = ['claim', 'paper', 'here', 'verdict', 'rule']
-VERDICTS = ('reproduced', 'partly', 'not reproduced here', 'inconclusive')   # 'partly': the notebooks' older rules, being replaced by `decide`
+VERDICTS = ('reproduced', 'not reproduced here', 'inconclusive')   # what `decide` gives: a claim with parts has one row per part
 
 def claims_table(rows   # one dict per claim, with at least `CLAIM_COLUMNS`
                 ) -> pd.DataFrame:
@@ -223,16 +223,17 @@ def decide(effects,                 # per-seed paired effects (method - baseline
     if few == 'inconclusive' and len(np.ravel(np.asarray(effects, dtype=float))) < 2:
         e = np.ravel(np.asarray(effects, dtype=float))
         return dict(verdict='inconclusive', estimate=float(e.mean()) if len(e) else float('nan'), low=-np.inf, high=np.inf, n=len(e),
-                    level=level, method=method, threshold=threshold, seeds_needed=None, halves=None)
+                    level=level, method=method, threshold=threshold, seeds_needed=None, halves=None, half_estimates=None)
     e = _effects(effects)
     est, low, high = effect_interval(e, level, method)
     v = 'reproduced' if low > threshold else 'not reproduced here' if high < threshold else 'inconclusive'
     out = dict(verdict=v, estimate=est, low=low, high=high, n=len(e), level=level, method=method, threshold=threshold,
-               seeds_needed=seeds_needed(e, threshold, level) if v == 'inconclusive' else None, halves=None)
-    if halves and len(e) >= 4:
-        side = lambda x: np.sign((np.median(x) if method == 'median' else x.mean()) - threshold)
-        out['halves'] = (float(side(e[0::2])), float(side(e[1::2])))
-        if v != 'inconclusive' and not all(s == side(e) for s in out['halves']): out['verdict'] = 'inconclusive'
+               seeds_needed=seeds_needed(e, threshold, level) if v == 'inconclusive' else None, halves=None, half_estimates=None)
+    if halves and len(e) >= 4:   # replication: the seeds in two disjoint halves (alternate seeds), each on the same side?
+        centre = lambda x: float(np.median(x) if method == 'median' else x.mean())
+        out['half_estimates'] = (centre(e[0::2]), centre(e[1::2]))
+        out['halves'] = tuple(float(np.sign(h - threshold)) for h in out['half_estimates'])
+        if v != 'inconclusive' and not all(s == np.sign(centre(e) - threshold) for s in out['halves']): out['verdict'] = 'inconclusive'
     return out
 
 # %% ../nbs/00f_report.ipynb #0151285a
@@ -245,3 +246,22 @@ def verdict_text(d:dict,             # what `decide` returned
     s = f"{f(d['estimate'])} {ci}, n={d['n']}"
     if d.get('seeds_needed'): s += f"; ~{d['seeds_needed']} seeds to decide"
     return s
+
+def halves_text(d:dict, scale:float=100., unit:str=' pts') -> str:
+    "The replication column: each half's estimate and whether both fall on the same side of the threshold ('—' under 4 seeds)."
+    if not d.get('half_estimates'): return f"— (n={d['n']} < 4)"
+    f = lambda v: f"{scale * v:+.1f}{unit}" if unit else f"{scale * v:+.3f}"
+    a, b = d['half_estimates']
+    return f"{f(a)} · {f(b)}: " + ("agree" if d['halves'][0] == d['halves'][1] else "disagree")
+
+def claim_row(claim:str,             # the claim, in the paper's terms
+              paper:str,             # the paper's number or statement
+              d:dict,                # what `decide` returned for the claim's per-seed effects
+              rule:str,              # how the effects are computed and compared, e.g. 'per seed: MaskTune - ERM worst group; vs 0'
+              scale:float=100.,      # numbers in points (100) or as is (1)
+              unit:str=' pts',       # after each number
+              **extra):              # more columns (e.g. a success count)
+    "One row of a claims table from `decide`'s dict: our estimate with its interval and n, the verdict, the rule, the halves column."
+    return dict(claim=claim, paper=paper, here=verdict_text(d, scale, unit), verdict=d['verdict'],
+                rule=f"{rule}; {round(100 * d['level'])}% {'t interval of the mean' if d['method'] == 't' else 'order-statistic interval of the median'} vs {scale * d['threshold']:+g}{unit}",
+                halves=halves_text(d, scale, unit), **extra)

@@ -6,13 +6,13 @@ Docs: https://spurnotes.github.io/spurnotes/seeds.html.md"""
 
 # %% ../nbs/00g_seeds.ipynb #86703937
 from __future__ import annotations
-import os
+import os, time
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import torch
 
 # %% auto #0
-__all__ = ['default_jobs', 'SeedError', 'run_seeds', 'seeded_draw']
+__all__ = ['default_jobs', 'note_progress', 'SeedError', 'run_seeds', 'seeded_draw']
 
 # %% ../nbs/00g_seeds.ipynb #0871564d
 def default_jobs() -> int:
@@ -25,10 +25,17 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 # %% ../nbs/00g_seeds.ipynb #f2029651
-def _run_one(fn, seed, threads, kwargs):
+def note_progress(message:str):
+    "Append `message` as one line to the file named by `$SPURNOTES_PROGRESS` (what `spurnotes run` shows while a notebook runs); nothing if unset."
+    f = os.environ.get('SPURNOTES_PROGRESS')
+    if not f: return
+    with open(f, 'a') as fh: fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")   # one short write per line: workers may append at once
+
+def _run_one(fn, seed, threads, kwargs, label=None):
     "One seed in a worker (or in this process): `threads` torch threads for the duration of the call."
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
+    if label: note_progress(f"{label} · seed {seed}: training")
     try: return fn(seed, **kwargs)
     finally: torch.set_num_threads(old)
 
@@ -50,29 +57,35 @@ def run_seeds(fn,                  # `fn(seed, **kwargs)`: one seed's run, retur
               jobs:int|None=None,  # worker processes; None: `default_jobs()`; 1: every seed in this process, one after another
               threads:int=1,       # torch threads of each run
               progress=None,       # called as `progress(seed, done, total)` after each seed finishes
+              label:str|None=None, # what is training, e.g. 'MaskTune · biased_digits': each seed's start and end go to `note_progress`
               **kwargs):           # passed to every call of `fn`
     "`[fn(seed, **kwargs) for seed in seeds]`, the seeds spread over `jobs` worker processes; results in seed order."
     seeds = list(seeds)
     jobs = default_jobs() if jobs is None else jobs
     if jobs < 1: raise ValueError(f"jobs={jobs}: expected a number of processes >= 1.")
-    if jobs == 1 or len(seeds) <= 1: return _sequential(fn, seeds, threads, progress, kwargs)
+    if label:
+        user = progress
+        def progress(s, done, total):
+            note_progress(f"{label} · seed {s}: done ({done} of {total})")
+            if user: user(s, done, total)
+    if jobs == 1 or len(seeds) <= 1: return _sequential(fn, seeds, threads, progress, kwargs, label)
     _check_picklable(fn)
-    return _parallel(fn, seeds, min(jobs, len(seeds)), threads, progress, kwargs)
+    return _parallel(fn, seeds, min(jobs, len(seeds)), threads, progress, kwargs, label)
 
 # %% ../nbs/00g_seeds.ipynb #0b8f52fe
-def _sequential(fn, seeds, threads, progress, kwargs):
+def _sequential(fn, seeds, threads, progress, kwargs, label=None):
     out = []
     for i, s in enumerate(seeds):
-        try: out.append(_run_one(fn, s, threads, kwargs))
+        try: out.append(_run_one(fn, s, threads, kwargs, label))
         except Exception as e: raise SeedError(s, e) from e
         if progress: progress(s, i + 1, len(seeds))
     return out
 
 # %% ../nbs/00g_seeds.ipynb #b48fed0b
-def _parallel(fn, seeds, jobs, threads, progress, kwargs):
+def _parallel(fn, seeds, jobs, threads, progress, kwargs, label=None):
     ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'))
     try:
-        futs = {ex.submit(_run_one, fn, s, threads, kwargs): i for i, s in enumerate(seeds)}
+        futs = {ex.submit(_run_one, fn, s, threads, kwargs, label): i for i, s in enumerate(seeds)}
         out = [None] * len(seeds)
         for done, f in enumerate(as_completed(futs), 1):
             i = futs[f]

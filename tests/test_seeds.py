@@ -49,3 +49,14 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path):
     assert 'KeyboardInterrupt' in p.stderr.read()
     gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, f"orphan workers: {[w.pid for w in alive]}"
+
+
+def test_label_writes_each_seeds_start_and_end_to_the_progress_file(tmp_path, monkeypatch):
+    "What `spurnotes run` shows while a notebook trains: one line per seed started and finished, naming the label."
+    from spurnotes.seeds import run_seeds, seeded_draw
+    f = tmp_path/'progress.txt'
+    monkeypatch.setenv('SPURNOTES_PROGRESS', str(f))
+    assert run_seeds(seeded_draw, [0, 1, 2], jobs=2, label='ERM · toy') == run_seeds(seeded_draw, [0, 1, 2], jobs=1)   # unlabelled: no lines
+    lines = f.read_text().splitlines()
+    assert sum('ERM · toy · seed' in l and 'training' in l for l in lines) == 3, lines
+    assert sum('done (' in l for l in lines) == 3 and any('done (3 of 3)' in l for l in lines), lines
