@@ -34,8 +34,8 @@ __all__ = ['AUTHOR_SETTINGS', 'MASK_SOURCES', 'WORKS', 'SMALL_REGIME', 'PAPER_WO
            'selective_rows', 'main_rows', 'slim_run', 'restore_run', 'masktune_seed', 'first_images',
            'regime_ablations', 'ablation_summary', 'length_rows', 'regime_ablation_seed', 'ablation_rows',
            'digit_pixels', 'mask_diagnostics', 'fresh_on_masked', 'procedure_rows', 'procedure_seed',
-           'attribute_blind_check', 'seed_values', 'authors_numbers', 'decided_row', 'works_count',
-           'biased_digits_claims', 'blind_claim', 'worst_group_claim', 'selective_claims', 'authors_claims']
+           'attribute_blind_check', 'seed_values', 'authors_numbers', 'decided', 'works_count', 'biased_digits_claims',
+           'blind_claim', 'worst_group_claim', 'selective_claims', 'authors_claims']
 
 # %% ../nbs/03_masktune.ipynb #29854c81
 def dataset_masks(model:nn.Module,      # the saliency model (eval mode is set for the pass)
@@ -180,7 +180,7 @@ def __getattr__(name): from spurnotes.moved import moved_getattr; return moved_g
 # %% ../nbs/03_masktune.ipynb #289e3f40
 from .datasets import load_dataset
 from .metrics import SUMMARY_LABELS
-from .report import group_report, learner_group_report, mean_std, decide, verdict_text, paired_effects
+from .report import group_report, learner_group_report, mean_std, decide, claim_row, paired_effects
 
 # %% ../nbs/03_masktune.ipynb #c6f3496d
 AUTHOR_SETTINGS = dict(erm_epochs=100, train_images=48_000, bs=128, ft_epochs=1, k=2., wd=1e-4)   # the authors' Biased MNIST runs (validation split off MNIST's 60,000 training images)
@@ -561,23 +561,19 @@ def authors_numbers(auth:pd.DataFrame|None,   # the authors' code's runs (`autho
     "The authors' code's means of `cols`, joined by ' / ', with the seed count; '' without their runs."
     return " / ".join(f"{auth[c].mean():.3f}" for c in cols) + f" (authors' code, {len(auth)} seeds)" if auth is not None else ''
 
-def decided_row(claim:str,           # the claim (one part of it)
-                paper:str,           # the paper's number, or ''
-                effects,             # per-seed effects: method minus baseline on the same seed, or a per-seed statistic
-                what:str,            # what one effect is, for the rule
-                threshold:float=0.,  # the claim's bar
-                method:str='t',      # 't': interval of the mean; 'median': of the median (bimodal outcomes)
-                note:str='',         # appended to the 'here' cell (the levels behind the effects, a success count)
-                scale:float=100.,    # `verdict_text`'s scale: points (100) or as is (1)
-                unit:str=' pts'):    # `verdict_text`'s unit
-    "A claims row whose verdict is `decide`'s on `effects`: 'here' is `verdict_text` (and `note`), 'rule' the threshold and the interval."
+def decided(claim:str,           # the claim (one part of it)
+            paper:str,           # the paper's number, or ''
+            effects,             # per-seed effects: method minus baseline on the same seed, or a per-seed statistic
+            what:str,            # what one effect is, for the rule
+            threshold:float=0.,  # the claim's bar
+            method:str='t',      # 't': interval of the mean; 'median': of the median (bimodal outcomes)
+            note:str='',         # appended to the 'here' cell (the levels behind the effects, a success count)
+            scale:float=100.,    # points (100) or as is (1)
+            unit:str=' pts'):    # after each number
+    "`report.claim_row` of `decide(effects, threshold, method)` (one seed: inconclusive), with `note` after the 'here' cell."
     d = decide(effects, threshold, method=method, few='inconclusive')
-    bar = f"{scale * threshold:+.1f}{unit}" if unit else f"{scale * threshold:.3f}"
-    n = d['n']   # up to 5 seeds, the median's 95% order-statistic interval is the seeds' range, which covers less
-    interval = ("95% t interval of the mean" if method == 't' else "order-statistic interval of the median" +
-                (f" (with {n} seeds: their range, {1 - 2 * 0.5 ** n:.0%} coverage)" if n <= 5 else " (95%)"))
-    return dict(claim=claim, paper=paper, here=verdict_text(d, scale, unit) + (f"; {note}" if note else ''), verdict=d['verdict'],
-                rule=f"per seed: {what}; reproduced if the {interval} lies above {bar}, not reproduced here if below, else inconclusive")
+    row = claim_row(claim, paper, d, f"per seed: {what}", scale=scale, unit=unit)
+    return {**row, 'here': row['here'] + (f"; {note}" if note else '')}
 
 def works_count(t,   # MaskTune's worst group on the biased test, per seed
                ) -> str:
@@ -593,19 +589,19 @@ def biased_digits_claims(acc:pd.DataFrame,            # tidy accuracy rows with 
     e, t, rm = (per('test_biased', 'worst group', m_) for m_ in ['ERM', 'MaskTune', 'random-mask'])
     eo, to = (per('test_original', 'average (plain)', m_) for m_ in ['ERM', 'MaskTune'])
     works = works_count(t)
-    return [decided_row("ERM learns the shortcut: it fails the biased test (correlation reversed)", "ERM 0.186 on the biased test (second-hand)",
+    return [decided("ERM learns the shortcut: it fails the biased test (correlation reversed)", "ERM 0.186 on the biased test (second-hand)",
                         0.5 - eb, "0.5 (what a constant answer scores) minus ERM's biased-test accuracy (best checkpoint)", 0.1,
                         note=f"ERM best checkpoint {mean_std(eb)}"),
-            decided_row("MaskTune raises the worst group over ERM on the biased test", authors_numbers(auth, 'erm_biased_wg', 'mt_biased_wg').replace(' / ', ' → '),
+            decided("MaskTune raises the worst group over ERM on the biased test", authors_numbers(auth, 'erm_biased_wg', 'mt_biased_wg').replace(' / ', ' → '),
                         t - e, "MaskTune's worst group on the biased test minus ERM's", method='median', note=f"{mean_std(e)} → {mean_std(t)}; {works}"),
-            decided_row(f"...to the authors' level: MaskTune's worst group on the biased test is at least {WORKS}", authors_numbers(auth, 'mt_biased_wg'),
+            decided(f"...to the authors' level: MaskTune's worst group on the biased test is at least {WORKS}", authors_numbers(auth, 'mt_biased_wg'),
                         t, "MaskTune's worst group on the biased test", WORKS, method='median', note=f"{mean_std(t)}; {works}", scale=1, unit=''),
-            decided_row("...without losing the core task: MaskTune's accuracy on the original test (no squares) is at least ERM's",
+            decided("...without losing the core task: MaskTune's accuracy on the original test (no squares) is at least ERM's",
                         authors_numbers(auth, 'erm_original', 'mt_original').replace(' / ', ' → '),
                         to - eo, "MaskTune's original-test accuracy minus ERM's", method='median', note=f"{mean_std(eo)} → {mean_std(to)}"),
-            decided_row("...and at least 0.90", authors_numbers(auth, 'mt_original'), to, "MaskTune's original-test accuracy", 0.9, method='median',
+            decided("...and at least 0.90", authors_numbers(auth, 'mt_original'), to, "MaskTune's original-test accuracy", 0.9, method='median',
                         note=f"{mean_std(to)}", scale=1, unit=''),
-            decided_row("The saliency matters: random masks of the same area do not give the gain", '',
+            decided("The saliency matters: random masks of the same area do not give the gain", '',
                         t - rm, "MaskTune's worst group on the biased test minus random-mask's", method='median',
                         note=f"random-mask {mean_std(rm)}, MaskTune {mean_std(t)}; {works}")]
 
@@ -617,7 +613,7 @@ def blind_claim(blind:dict):   # from `attribute_blind_check`
     "The claims row: no group labels are needed (MaskTune with permuted `a` gives the same masks and weights); a deterministic check on one seed."
     return dict(claim="No group labels needed: neither training nor model selection reads `a`", paper="no group labels (the method's design)",
                 here=f"permuted `a`: weights differ by {blind['max_weight_diff']:.1e}, masks identical {blind['masks_identical']}; n=1 (seed {blind['seed']}); ERM selected by validation plain accuracy",
-                verdict='reproduced' if blind['max_weight_diff'] <= 1e-6 and blind['masks_identical'] else 'not reproduced here',
+                verdict='reproduced' if blind['max_weight_diff'] <= 1e-6 and blind['masks_identical'] else 'not reproduced here', halves='— (deterministic)',
                 rule="deterministic check, no interval (one seed suffices: the same checkpoints and seed give the same run): reproduced if MaskTune with permuted `a` gives identical masks and weights within 1e-6, else not reproduced here")
 
 # %% ../nbs/03_masktune.ipynb #808f8fbf
@@ -626,7 +622,7 @@ def worst_group_claim(acc:pd.DataFrame,   # tidy accuracy rows
                       split:str):         # its test split
     "The claims row: MaskTune raises the worst group over ERM on dataset `name` (Biased MNIST: the median, as its seeds are bimodal)."
     e, t = (seed_values(acc, name, split, 'worst group', m_) for m_ in ['ERM', 'MaskTune'])
-    return decided_row(f"MaskTune raises the worst group over ERM on {name}", PAPER_WORST_GROUP.get(name, ''), t - e,
+    return decided(f"MaskTune raises the worst group over ERM on {name}", PAPER_WORST_GROUP.get(name, ''), t - e,
                        f"MaskTune's worst group on {split} minus ERM's", method='median' if name == 'biased_digits' else 't',
                        note=f"{mean_std(e)} → {mean_std(t)}")
 
@@ -639,7 +635,7 @@ def selective_claims(selective:pd.DataFrame,   # tidy per-seed selective risks (
         r = selective[(selective.dataset == d) & (selective.split == s)].pivot_table(index=['seed', 'metric'], columns='method', values='value')
         gap = r['ERM'] - r['MaskTune']   # per seed and target coverage: how much lower the product confidence's risk is
         mean_gap = gap.groupby('metric').mean()
-        rows.append(decided_row(f"Selective classification on {d} · {s}: the ERM × MaskTune product confidence has a lower risk than ERM's own at the same target coverage", '',
+        rows.append(decided(f"Selective classification on {d} · {s}: the ERM × MaskTune product confidence has a lower risk than ERM's own at the same target coverage", '',
                                 gap.groupby('seed').mean(), "ERM's selective risk minus the product confidence's, averaged over the target coverages (80-100%)",
                                 method='median' if d == 'biased_digits' else 't',
                                 note=f"lower at {int((mean_gap > 0).sum())} of {len(mean_gap)} target coverages (means over seeds)"))
@@ -652,10 +648,10 @@ def authors_claims(auth:pd.DataFrame,   # the authors' code's runs (`authors_run
     "Claims rows: this implementation matches the authors' code on their setting: the masks, then each MaskTune accuracy (same seeds side by side)."
     ours, theirs = pipe[pipe.side == 'spurnotes'].set_index('seed'), auth.set_index('seed')
     claim = "This implementation matches the authors' code on their setting (the digits alone, 100 ERM epochs)"
-    rows = [decided_row(f"{claim}: the masks agree", '', am.iou_mean, "mean IoU of the two codes' masks on the same model and images", 0.99,
+    rows = [decided(f"{claim}: the masks agree", '', am.iou_mean, "mean IoU of the two codes' masks on the same model and images", 0.99,
                         note=f"IoU {am.iou_mean.min():.4f} or more", scale=1, unit='')]
     for c, test in [('mt_biased', 'biased'), ('mt_original', 'original')]:
-        rows.append(decided_row(f"{claim}: MaskTune's {test}-test accuracy within 0.02 of the authors'", authors_numbers(auth, c),
+        rows.append(decided(f"{claim}: MaskTune's {test}-test accuracy within 0.02 of the authors'", authors_numbers(auth, c),
                                 0.02 - paired_effects(ours[c], theirs[c]).abs(), f"0.02 minus |package − authors' code| of MaskTune's {test}-test accuracy on the same seed",
                                 method='median', note=f"package {mean_std(ours[c])}", scale=1, unit=''))
     return rows
