@@ -28,13 +28,14 @@ from .learner import split_preds, erm_learner, get_group_preds, learner_precisio
 from .saliency import saliency_heat, saliency_mask, apply_mask, random_square_mask, saliency_share, masked_share, dataset_heat
 
 # %% auto #0
-__all__ = ['AUTHOR_SETTINGS', 'SMALL_REGIME', 'WORKS', 'PAPER_WORST_GROUP', 'dataset_masks', 'masked_dataset', 'fit_masktune',
-           'MaskTune', 'product_confidence', 'risk_coverage', 'steps_per_epoch', 'Regime', 'regime_data', 'fit_erm',
-           'regime_run', 'pred_rows', 'report_rows', 'selection_label', 'share_rows', 'selective_rows', 'main_rows',
-           'first_images', 'regime_ablations', 'ablation_summary', 'ablation_rows', 'digit_pixels', 'mask_diagnostics',
-           'fresh_on_masked', 'procedure_rows', 'attribute_blind_check', 'seed_values', 'authors_numbers',
-           'decided_row', 'works_count', 'biased_digits_claims', 'blind_claim', 'worst_group_claim', 'selective_claims',
-           'authors_claims']
+__all__ = ['AUTHOR_SETTINGS', 'MASK_SOURCES', 'WORKS', 'SMALL_REGIME', 'PAPER_WORST_GROUP', 'dataset_masks', 'masked_dataset',
+           'fit_masktune', 'MaskTune', 'product_confidence', 'risk_coverage', 'steps_per_epoch', 'Regime',
+           'regime_data', 'fit_erm', 'regime_run', 'pred_rows', 'report_rows', 'selection_label', 'share_rows',
+           'selective_rows', 'main_rows', 'slim_run', 'restore_run', 'masktune_seed', 'first_images',
+           'regime_ablations', 'ablation_summary', 'length_rows', 'regime_ablation_seed', 'ablation_rows',
+           'digit_pixels', 'mask_diagnostics', 'fresh_on_masked', 'procedure_rows', 'procedure_seed',
+           'attribute_blind_check', 'seed_values', 'authors_numbers', 'decided', 'works_count', 'biased_digits_claims',
+           'blind_claim', 'worst_group_claim', 'selective_claims', 'authors_claims']
 
 # %% ../nbs/03_masktune.ipynb #29854c81
 def dataset_masks(model:nn.Module,      # the saliency model (eval mode is set for the pass)
@@ -179,7 +180,7 @@ def __getattr__(name): from spurnotes.moved import moved_getattr; return moved_g
 # %% ../nbs/03_masktune.ipynb #289e3f40
 from .datasets import load_dataset
 from .metrics import SUMMARY_LABELS
-from .report import group_report, learner_group_report, mean_std, decide, verdict_text, paired_effects
+from .report import group_report, learner_group_report, mean_std, decide, claim_row, paired_effects
 
 # %% ../nbs/03_masktune.ipynb #c6f3496d
 AUTHOR_SETTINGS = dict(erm_epochs=100, train_images=48_000, bs=128, ft_epochs=1, k=2., wd=1e-4)   # the authors' Biased MNIST runs (validation split off MNIST's 60,000 training images)
@@ -230,26 +231,35 @@ def fit_erm(data:SpuriousData,      # the dataset (`regime_data`)
     return fit_with_checkpoints(learn, epochs or regime.epochs, snapshots=snapshots)
 
 # %% ../nbs/03_masktune.ipynb #1b56b8a1
-def _length_run(learn, data, best:str, last:str, iterations:int, seed:int, bs:int):
-    "ERM from checkpoint `best` and MaskTune from `best` (masks) and `last` (fine-tuning): both models, their predictions and the masks."
+MASK_SOURCES = ('last', 'best')   # the ERM checkpoints the first masks can come from
+
+def _length_run(learn, data, best:str, last:str, iterations:int, seed:int, bs:int, mask_from:str='last'):
+    "ERM from checkpoint `best`; MaskTune with masks from the `mask_from` checkpoint and, for the per-seed comparison, from the other one (fine-tuning from `last` in both): the models, their predictions and the masks."
+    ckpt, alt = dict(best=best, last=last), 'best' if mask_from == 'last' else 'last'
     load_checkpoint(learn, best, with_opt=False)
     erm_model, p_erm = copy.deepcopy(learn.model), split_preds(learn, data)
-    learn, masks = fit_masktune(learn, data.train, data.valid, iterations=iterations, bs=bs, seed=seed, best=best, last=last)
-    return dict(erm=erm_model, mt=copy.deepcopy(learn.model), masks=masks, p_erm=p_erm, p_mt=split_preds(learn, data), best=best, last=last)
+    ft = partial(fit_masktune, learn, data.train, data.valid, iterations=iterations, bs=bs, seed=seed, best=best, last=last)
+    p_alt = split_preds(ft(mask_from=ckpt[alt])[0], data)
+    load_checkpoint(learn, ckpt[mask_from], with_opt=False); mask_model = copy.deepcopy(learn.model)
+    learn, masks = ft(mask_from=ckpt[mask_from])
+    return dict(erm=erm_model, mask_model=mask_model, mt=copy.deepcopy(learn.model), masks=masks, p_erm=p_erm, p_mt=split_preds(learn, data),
+                p_alt=p_alt, mask_from=mask_from, alt_from=alt, best=best, last=last)
 
 def regime_run(name:str,            # the dataset (`regime_data`)
                seed:int,            # seed of the data draw, the ERM fit and the fine-tuning
                regime:Regime,       # data, network, optimizer and ERM length
                lengths=None,        # ERM lengths to run MaskTune from, snapshots of one run (default: `regime.epochs`)
                iterations:int=1,    # masking iterations
-               path=None):          # folder of the checkpoints
-    "One seed of one regime, ERM then MaskTune from each ERM length: a dict of the data, the learner, the regime, `runs` (per length: both models, their predictions on every split, the masks) and the seconds taken."
+               path=None,           # folder of the checkpoints
+               mask_from:str='last'):  # ERM checkpoint the masks come from: 'last' (the package's default) or 'best' (the authors' code)
+    "One seed of one regime, ERM then MaskTune from each ERM length (masks from both checkpoints): a dict of the data, the learner, the regime, `runs` (per length: the models, their predictions on every split, the masks) and the seconds taken."
+    if mask_from not in MASK_SOURCES: raise ValueError(f"mask_from={mask_from!r}: expected one of {MASK_SOURCES} (the ERM checkpoint the masks come from).")
     lengths, t0 = sorted(set(lengths or [regime.epochs])), time.time()
     data = regime_data(name, seed, regime)
     learn = fit_erm(data, seed, regime, lengths[-1], snapshots=lengths[:-1], path=path)
     ckpts = {e: ('best', 'last') if e == lengths[-1] else (f'best_{e}', f'last_{e}') for e in lengths}
-    runs = {e: _length_run(learn, data, *ckpts[e], iterations, seed, regime.bs) for e in lengths}
-    return dict(data=data, learn=learn, regime=regime, runs=runs, seconds=time.time() - t0)
+    runs = {e: _length_run(learn, data, *ckpts[e], iterations, seed, regime.bs, mask_from) for e in lengths}
+    return dict(name=name, seed=seed, data=data, learn=learn, regime=regime, runs=runs, mask_from=mask_from, seconds=time.time() - t0)
 
 # %% ../nbs/03_masktune.ipynb #313a4ddc
 def pred_rows(preds:dict,           # split -> `(probs, y, a)` (`split_preds`)
@@ -274,12 +284,13 @@ def report_rows(learn:Learner,         # its model as it is now is evaluated
     "`pred_rows` of `learn`'s model as it is now."
     return pred_rows(split_preds(learn, data), data, method, seed, **extra)
 
-def selection_label(method:str,         # 'ERM', or a fine-tuned method
-                    epochs:int,         # ERM epochs
-                    iterations:int=1):  # masking iterations
+def selection_label(method:str,          # 'ERM', or a fine-tuned method
+                    epochs:int,          # ERM epochs
+                    iterations:int=1,    # masking iterations
+                    mask_from:str='last'):  # the ERM checkpoint of the masks
     "The model selection of a results row: ERM's best epoch by validation average accuracy, or the last fine-tuning epoch."
     if method == 'ERM': return f'best epoch by validation average (of {epochs})'
-    return f"last fine-tuning epoch, from ERM's last (masking iterations: {iterations})"
+    return f"last fine-tuning epoch, from ERM's last; masks from ERM's {mask_from} (masking iterations: {iterations})"
 
 # %% ../nbs/03_masktune.ipynb #5e29371a
 def share_rows(model:nn.Module,        # the model whose saliency is measured
@@ -318,19 +329,56 @@ def main_rows(run:dict,           # a `regime_run`
               seed:int,           # its seed
               iterations:int=1,   # masking iterations
               variant_ks=()):     # threshold multipliers of extra MaskTune rows
-    "Tidy rows of one dataset and seed: ERM (best checkpoint) and MaskTune accuracies and saliency shares, then random-mask and MaskTune at each of `variant_ks`, fine-tuned from the same ERM checkpoints."
+    "Tidy rows of one dataset and seed: ERM (best checkpoint), MaskTune and MaskTune with masks from the other ERM checkpoint, saliency shares, then random-mask and MaskTune at each of `variant_ks`, fine-tuned from the same ERM checkpoints."
     data, learn, e = run['data'], run['learn'], run['regime'].epochs
-    main, sel = run['runs'][e], partial(selection_label, epochs=e, iterations=iterations)
+    main = run['runs'][e]; mf, alt = main['mask_from'], main['alt_from']
+    sel = partial(selection_label, epochs=e, iterations=iterations, mask_from=mf)
     rows = []
     for method, key in [('ERM', 'erm'), ('MaskTune', 'mt')]:
         rows += pred_rows(main[f'p_{key}'], data, method, seed, selection=sel(method))
         rows += share_rows(main[key], data, method, seed, selection=sel(method))
+    rows += pred_rows(main['p_alt'], data, f'MaskTune (masks from {alt})', seed, selection=selection_label('MaskTune', e, iterations, alt))
     ft = partial(fit_masktune, learn, data.train, data.valid, iterations=iterations, bs=run['regime'].bs, seed=seed,
-                 best=main['best'], last=main['last'])
+                 best=main['best'], last=main['last'], mask_from=main[mf])
     learn, _ = ft(random=True, masks=main['masks'] if iterations == 1 else None)   # squares of the saliency masks' areas
     rows += report_rows(learn, data, 'random-mask', seed, selection=sel('random-mask'))
     for kk in variant_ks: rows += report_rows(ft(k=kk)[0], data, f'MaskTune (k={kk:g})', seed, selection=sel('MaskTune'))
     return rows
+
+
+# %% ../nbs/03_masktune.ipynb #seedfn03
+WORKS = 0.85   # a Biased MNIST seed "works" when MaskTune's worst group on the biased test reaches this
+
+def slim_run(run:dict,               # a `regime_run`
+             keep_masks:bool=False): # keep the masks (figures and diagnostics need them; they are the largest part)
+    "What a worker process sends back of a `regime_run`: everything but the data and the learner (`restore_run` rebuilds them)."
+    runs = {e: {k: v for k, v in r.items() if keep_masks or k != 'masks'} for e, r in run['runs'].items()}
+    return {**{k: v for k, v in run.items() if k not in ('data', 'learn', 'runs')}, 'runs': runs, 'ckpt': str(run['learn'].path)}
+
+def restore_run(slim:dict):   # from `slim_run`
+    "A `slim_run` with its data drawn again (deterministic per seed) and a learner on its checkpoints: what `regime_run` returned."
+    reg, seed = slim['regime'], slim['seed']
+    data = regime_data(slim['name'], seed, reg)
+    model = make_backbone(reg.arch, 3, data.info.n_classes, pretrained=reg.pretrained).to(memory_format=torch.channels_last)
+    learn = erm_learner(data.dls(bs=reg.bs, seed=seed), model, data.info, lr=reg.lr, wd=reg.wd, wd_style=reg.wd_style, path=Path(slim['ckpt']))
+    return {**slim, 'data': data, 'learn': load_checkpoint(learn, slim['runs'][reg.epochs]['best'], with_opt=False)}
+
+def masktune_seed(seed:int,              # seed of the data draw, ERM, MaskTune and random masks
+                  name:str,              # the dataset
+                  regime:Regime,         # data, network, optimizer and ERM length
+                  iterations:int=1,      # masking iterations
+                  variant_ks=(),         # threshold multipliers of extra MaskTune rows
+                  mask_from:str='last',  # ERM checkpoint the masks come from
+                  ablate_epochs=(),      # ERM lengths kept as snapshots on `ablation_seeds`
+                  ablation_seeds=(),     # seeds that keep those snapshots (and their masks)
+                  keep_masks=(),         # seeds whose masks come back (figures, diagnostics)
+                  path=None):            # folder of the checkpoints (shared by the workers)
+    "One seed of one dataset, for `run_seeds`: `dict(rows, selective, run)`: the tidy results rows, the risk-coverage rows and the `slim_run`."
+    lengths = [regime.epochs] + (list(ablate_epochs) if seed in ablation_seeds else [])
+    run = regime_run(name, seed, regime, lengths, iterations, path=path, mask_from=mask_from)
+    return dict(rows=main_rows(run, seed, iterations, variant_ks), selective=selective_rows(run['runs'][regime.epochs], run['data'], seed),
+                run=slim_run(run, keep_masks=seed in keep_masks or seed in ablation_seeds))
+
 
 # %% ../nbs/03_masktune.ipynb #17480204
 def first_images(ds,       # a dataset of `(x, y, a)`
@@ -359,11 +407,11 @@ def ablation_summary(run:dict,     # a `regime_run`
                      epochs:int,   # one of its ERM lengths
                      label:str,    # the variant column
                      seed:int):    # the seed column
-    "One row of the ablation table: ERM (best) and MaskTune accuracies on each test split after `epochs` ERM epochs, images and SGD steps per epoch."
+    "One row of the ablation table: ERM (best), MaskTune and MaskTune with masks from the other checkpoint: accuracies on each test split after `epochs` ERM epochs, images and SGD steps per epoch."
     data, r = run['data'], run['runs'][epochs]
     row = dict(variant=label, seed=seed, train_images=len(data.train), erm_epochs=epochs,
                steps_per_epoch=steps_per_epoch(len(data.train), run['regime'].bs))
-    for who, p in [('ERM', r['p_erm']), ('MaskTune', r['p_mt'])]:
+    for who, p in [('ERM', r['p_erm']), ('MaskTune', r['p_mt']), (f"MaskTune from {r['alt_from']}", r['p_alt'])]:
         for split in data.test_splits:
             rep = group_report(*p[split], data.info)
             row[f"{who} {split.removeprefix('test_')}"] = rep.loc['average (plain)', 'accuracy']
@@ -371,6 +419,30 @@ def ablation_summary(run:dict,     # a `regime_run`
     return row
 
 # %% ../nbs/03_masktune.ipynb #15a4bcfa
+def length_rows(base:dict,         # the working regime's `regime_run` of this seed (on Biased MNIST)
+                seed:int,          # its seed
+                lengths=(),        # ERM lengths kept as snapshots of `base`
+                base_label:str='working regime (the parameters above)'):   # the variant label of `base`
+    "Ablation rows of `base`: its own ERM length, then each snapshot length."
+    e0 = base['regime'].epochs
+    return [ablation_summary(base, e0, base_label, seed)] + [ablation_summary(base, e, f'ERM length: {e} epochs', seed) for e in sorted(lengths) if e != e0]
+
+def regime_ablation_seed(seed:int,             # the seed (of the data draw, ERM and MaskTune)
+                         name:str,             # the dataset (Biased MNIST)
+                         regime:Regime,        # the working regime
+                         ablations:dict,       # label -> `Regime` changes (`regime_ablations`)
+                         iterations:int=1,     # masking iterations
+                         mask_from:str='last', # ERM checkpoint the masks come from
+                         keep_masks=(),        # seeds whose small-regime masks come back (diagnostics)
+                         path=None):           # folder of the checkpoints
+    "One seed of the regime ablations, for `run_seeds`: `dict(rows, runs)`: a row per ablation and its `slim_run` (label -> run)."
+    rows, runs = [], {}
+    for label, over in ablations.items():
+        r = regime_run(name, seed, replace(regime, **over), iterations=iterations, path=path, mask_from=mask_from)
+        rows.append(ablation_summary(r, r['regime'].epochs, label, seed))
+        runs[label] = slim_run(r, keep_masks=label == SMALL_REGIME and seed in keep_masks)
+    return dict(rows=rows, runs=runs)
+
 def ablation_rows(base:dict,                # the working regime's `regime_run` of this seed (on Biased MNIST)
                   seed:int,                 # its seed
                   ablations:dict,           # label -> `Regime` changes (`regime_ablations`)
@@ -378,11 +450,10 @@ def ablation_rows(base:dict,                # the working regime's `regime_run` 
                   iterations:int=1,         # masking iterations
                   path=None,                # folder of the checkpoints
                   base_label:str='working regime (the parameters above)'):   # the variant label of `base`
-    "`(rows, runs)`: a row for `base` at each ERM length, then a `regime_run` and its row per ablation (`runs`: label -> run)."
-    e0 = base['regime'].epochs
-    rows = [ablation_summary(base, e0, base_label, seed)] + [ablation_summary(base, e, f'ERM length: {e} epochs', seed) for e in sorted(lengths) if e != e0]
-    runs = {label: regime_run(base['data'].name, seed, replace(base['regime'], **over), iterations=iterations, path=path) for label, over in ablations.items()}
-    return rows + [ablation_summary(r, r['regime'].epochs, label, seed) for label, r in runs.items()], runs
+    "`(rows, runs)`: `length_rows` of `base`, then a run and its row per ablation in this process (`runs`: label -> `slim_run`)."
+    out = regime_ablation_seed(seed, base['data'].name, base['regime'], ablations, iterations, base.get('mask_from', 'last'), path=path)
+    return length_rows(base, seed, lengths, base_label) + out['rows'], out['runs']
+
 
 # %% ../nbs/03_masktune.ipynb #67319ff5
 def digit_pixels(ds:GroupDataset):   # digits in memory (a built-in testbed)
@@ -427,10 +498,12 @@ def procedure_rows(run:dict,              # a `regime_run` (its main ERM length'
                    ft_epochs=(),          # fine-tuning epochs to continue to (the authors: 1)
                    ks=(),                 # threshold multipliers k (the authors: 2)
                    max_iterations:int=1): # accumulated masking iterations 2..max_iterations
-    "Accuracy rows of the procedure ablations from one run's ERM checkpoints: longer fine-tuning, other thresholds, masks from the last checkpoint, accumulated iterations."
+    "Accuracy rows of the procedure ablations from one run's ERM checkpoints: masks from the other checkpoint, longer fine-tuning, other thresholds, accumulated iterations."
     data, learn, main = run['data'], run['learn'], run['runs'][run['regime'].epochs]
-    mt = lambda **kw: fit_masktune(learn, data.train, data.valid, bs=run['regime'].bs, seed=seed, best=main['best'], last=main['last'], **kw)[0]
-    out = pred_rows(main['p_erm'], data, 'ERM', seed) + pred_rows(main['p_mt'], data, 'MaskTune', seed)
+    mt = lambda **kw: fit_masktune(learn, data.train, data.valid, bs=run['regime'].bs, seed=seed, best=main['best'], last=main['last'],
+                                   mask_from=main[main['mask_from']], **kw)[0]
+    out = (pred_rows(main['p_erm'], data, 'ERM', seed) + pred_rows(main['p_mt'], data, 'MaskTune', seed)
+           + pred_rows(main['p_alt'], data, f"MaskTune (masks from {main['alt_from']})", seed))
     done = 1
     mt(masks=main['masks'])   # the main run's masks: the same model and threshold
     for e in sorted(ft_epochs):
@@ -439,10 +512,18 @@ def procedure_rows(run:dict,              # a `regime_run` (its main ERM length'
         done = e; out += report_rows(learn, data, f'MaskTune ({e} epochs)', seed)
     for kk in ks:
         if kk != AUTHOR_SETTINGS['k']: out += report_rows(mt(k=kk), data, f'MaskTune (k={kk:g})', seed)
-    out += report_rows(mt(mask_from=main['last']), data, 'MaskTune (masks from last)', seed)
     for it in range(2, max_iterations + 1):
         out += report_rows(mt(iterations=it, accumulate=True, masks=main['masks']), data, f'MaskTune ({it} iterations, accumulated)', seed)
     return out
+
+def procedure_seed(seed:int,            # the seed
+                   slims:dict,          # seed -> its `slim_run` (with masks)
+                   ft_epochs=(),        # as `procedure_rows`
+                   ks=(),
+                   max_iterations:int=1):
+    "`procedure_rows` of one seed's run, restored in a worker (for `run_seeds`)."
+    return procedure_rows(restore_run(slims[seed]), seed, ft_epochs, ks, max_iterations)
+
 
 # %% ../nbs/03_masktune.ipynb #be16fdf7
 def attribute_blind_check(run:dict,          # a `regime_run` (its main ERM length's checkpoints)
@@ -456,7 +537,8 @@ def attribute_blind_check(run:dict,          # a `regime_run` (its main ERM leng
         if isinstance(ds, GroupDataset): return ds.replace(a=a)
         out = copy.copy(ds); out.a = a   # images read from disk: a shallow copy shares the files
         return out
-    mt = lambda tr, va: fit_masktune(learn, tr, va, iterations=iterations, bs=run['regime'].bs, seed=seed, best=main['best'], last=main['last'])
+    mt = lambda tr, va: fit_masktune(learn, tr, va, iterations=iterations, bs=run['regime'].bs, seed=seed, best=main['best'], last=main['last'],
+                                      mask_from=main[main['mask_from']])
     ref, m_ref = mt(data.train, data.valid); w_ref = {k: v.clone() for k, v in ref.model.state_dict().items()}
     blind, m_blind = mt(permuted(data.train), permuted(data.valid))
     diff = max((w_ref[k].float() - v.float()).abs().max().item() for k, v in blind.model.state_dict().items())
@@ -479,25 +561,19 @@ def authors_numbers(auth:pd.DataFrame|None,   # the authors' code's runs (`autho
     "The authors' code's means of `cols`, joined by ' / ', with the seed count; '' without their runs."
     return " / ".join(f"{auth[c].mean():.3f}" for c in cols) + f" (authors' code, {len(auth)} seeds)" if auth is not None else ''
 
-WORKS = 0.85   # a Biased MNIST seed "works" when MaskTune's worst group on the biased test reaches this
-
-def decided_row(claim:str,           # the claim (one part of it)
-                paper:str,           # the paper's number, or ''
-                effects,             # per-seed effects: method minus baseline on the same seed, or a per-seed statistic
-                what:str,            # what one effect is, for the rule
-                threshold:float=0.,  # the claim's bar
-                method:str='t',      # 't': interval of the mean; 'median': of the median (bimodal outcomes)
-                note:str='',         # appended to the 'here' cell (the levels behind the effects, a success count)
-                scale:float=100.,    # `verdict_text`'s scale: points (100) or as is (1)
-                unit:str=' pts'):    # `verdict_text`'s unit
-    "A claims row whose verdict is `decide`'s on `effects`: 'here' is `verdict_text` (and `note`), 'rule' the threshold and the interval."
+def decided(claim:str,           # the claim (one part of it)
+            paper:str,           # the paper's number, or ''
+            effects,             # per-seed effects: method minus baseline on the same seed, or a per-seed statistic
+            what:str,            # what one effect is, for the rule
+            threshold:float=0.,  # the claim's bar
+            method:str='t',      # 't': interval of the mean; 'median': of the median (bimodal outcomes)
+            note:str='',         # appended to the 'here' cell (the levels behind the effects, a success count)
+            scale:float=100.,    # points (100) or as is (1)
+            unit:str=' pts'):    # after each number
+    "`report.claim_row` of `decide(effects, threshold, method)` (one seed: inconclusive), with `note` after the 'here' cell."
     d = decide(effects, threshold, method=method, few='inconclusive')
-    bar = f"{scale * threshold:+.1f}{unit}" if unit else f"{scale * threshold:.3f}"
-    n = d['n']   # up to 5 seeds, the median's 95% order-statistic interval is the seeds' range, which covers less
-    interval = ("95% t interval of the mean" if method == 't' else "order-statistic interval of the median" +
-                (f" (with {n} seeds: their range, {1 - 2 * 0.5 ** n:.0%} coverage)" if n <= 5 else " (95%)"))
-    return dict(claim=claim, paper=paper, here=verdict_text(d, scale, unit) + (f"; {note}" if note else ''), verdict=d['verdict'],
-                rule=f"per seed: {what}; reproduced if the {interval} lies above {bar}, not reproduced here if below, else inconclusive")
+    row = claim_row(claim, paper, d, f"per seed: {what}", scale=scale, unit=unit)
+    return {**row, 'here': row['here'] + (f"; {note}" if note else '')}
 
 def works_count(t,   # MaskTune's worst group on the biased test, per seed
                ) -> str:
@@ -513,19 +589,19 @@ def biased_digits_claims(acc:pd.DataFrame,            # tidy accuracy rows with 
     e, t, rm = (per('test_biased', 'worst group', m_) for m_ in ['ERM', 'MaskTune', 'random-mask'])
     eo, to = (per('test_original', 'average (plain)', m_) for m_ in ['ERM', 'MaskTune'])
     works = works_count(t)
-    return [decided_row("ERM learns the shortcut: it fails the biased test (correlation reversed)", "ERM 0.186 on the biased test (second-hand)",
+    return [decided("ERM learns the shortcut: it fails the biased test (correlation reversed)", "ERM 0.186 on the biased test (second-hand)",
                         0.5 - eb, "0.5 (what a constant answer scores) minus ERM's biased-test accuracy (best checkpoint)", 0.1,
                         note=f"ERM best checkpoint {mean_std(eb)}"),
-            decided_row("MaskTune raises the worst group over ERM on the biased test", authors_numbers(auth, 'erm_biased_wg', 'mt_biased_wg').replace(' / ', ' → '),
+            decided("MaskTune raises the worst group over ERM on the biased test", authors_numbers(auth, 'erm_biased_wg', 'mt_biased_wg').replace(' / ', ' → '),
                         t - e, "MaskTune's worst group on the biased test minus ERM's", method='median', note=f"{mean_std(e)} → {mean_std(t)}; {works}"),
-            decided_row(f"...to the authors' level: MaskTune's worst group on the biased test is at least {WORKS}", authors_numbers(auth, 'mt_biased_wg'),
+            decided(f"...to the authors' level: MaskTune's worst group on the biased test is at least {WORKS}", authors_numbers(auth, 'mt_biased_wg'),
                         t, "MaskTune's worst group on the biased test", WORKS, method='median', note=f"{mean_std(t)}; {works}", scale=1, unit=''),
-            decided_row("...without losing the core task: MaskTune's accuracy on the original test (no squares) is at least ERM's",
+            decided("...without losing the core task: MaskTune's accuracy on the original test (no squares) is at least ERM's",
                         authors_numbers(auth, 'erm_original', 'mt_original').replace(' / ', ' → '),
                         to - eo, "MaskTune's original-test accuracy minus ERM's", method='median', note=f"{mean_std(eo)} → {mean_std(to)}"),
-            decided_row("...and at least 0.90", authors_numbers(auth, 'mt_original'), to, "MaskTune's original-test accuracy", 0.9, method='median',
+            decided("...and at least 0.90", authors_numbers(auth, 'mt_original'), to, "MaskTune's original-test accuracy", 0.9, method='median',
                         note=f"{mean_std(to)}", scale=1, unit=''),
-            decided_row("The saliency matters: random masks of the same area do not give the gain", '',
+            decided("The saliency matters: random masks of the same area do not give the gain", '',
                         t - rm, "MaskTune's worst group on the biased test minus random-mask's", method='median',
                         note=f"random-mask {mean_std(rm)}, MaskTune {mean_std(t)}; {works}")]
 
@@ -537,7 +613,7 @@ def blind_claim(blind:dict):   # from `attribute_blind_check`
     "The claims row: no group labels are needed (MaskTune with permuted `a` gives the same masks and weights); a deterministic check on one seed."
     return dict(claim="No group labels needed: neither training nor model selection reads `a`", paper="no group labels (the method's design)",
                 here=f"permuted `a`: weights differ by {blind['max_weight_diff']:.1e}, masks identical {blind['masks_identical']}; n=1 (seed {blind['seed']}); ERM selected by validation plain accuracy",
-                verdict='reproduced' if blind['max_weight_diff'] <= 1e-6 and blind['masks_identical'] else 'not reproduced here',
+                verdict='reproduced' if blind['max_weight_diff'] <= 1e-6 and blind['masks_identical'] else 'not reproduced here', halves='— (deterministic)',
                 rule="deterministic check, no interval (one seed suffices: the same checkpoints and seed give the same run): reproduced if MaskTune with permuted `a` gives identical masks and weights within 1e-6, else not reproduced here")
 
 # %% ../nbs/03_masktune.ipynb #808f8fbf
@@ -546,7 +622,7 @@ def worst_group_claim(acc:pd.DataFrame,   # tidy accuracy rows
                       split:str):         # its test split
     "The claims row: MaskTune raises the worst group over ERM on dataset `name` (Biased MNIST: the median, as its seeds are bimodal)."
     e, t = (seed_values(acc, name, split, 'worst group', m_) for m_ in ['ERM', 'MaskTune'])
-    return decided_row(f"MaskTune raises the worst group over ERM on {name}", PAPER_WORST_GROUP.get(name, ''), t - e,
+    return decided(f"MaskTune raises the worst group over ERM on {name}", PAPER_WORST_GROUP.get(name, ''), t - e,
                        f"MaskTune's worst group on {split} minus ERM's", method='median' if name == 'biased_digits' else 't',
                        note=f"{mean_std(e)} → {mean_std(t)}")
 
@@ -559,7 +635,7 @@ def selective_claims(selective:pd.DataFrame,   # tidy per-seed selective risks (
         r = selective[(selective.dataset == d) & (selective.split == s)].pivot_table(index=['seed', 'metric'], columns='method', values='value')
         gap = r['ERM'] - r['MaskTune']   # per seed and target coverage: how much lower the product confidence's risk is
         mean_gap = gap.groupby('metric').mean()
-        rows.append(decided_row(f"Selective classification on {d} · {s}: the ERM × MaskTune product confidence has a lower risk than ERM's own at the same target coverage", '',
+        rows.append(decided(f"Selective classification on {d} · {s}: the ERM × MaskTune product confidence has a lower risk than ERM's own at the same target coverage", '',
                                 gap.groupby('seed').mean(), "ERM's selective risk minus the product confidence's, averaged over the target coverages (80-100%)",
                                 method='median' if d == 'biased_digits' else 't',
                                 note=f"lower at {int((mean_gap > 0).sum())} of {len(mean_gap)} target coverages (means over seeds)"))
@@ -572,10 +648,10 @@ def authors_claims(auth:pd.DataFrame,   # the authors' code's runs (`authors_run
     "Claims rows: this implementation matches the authors' code on their setting: the masks, then each MaskTune accuracy (same seeds side by side)."
     ours, theirs = pipe[pipe.side == 'spurnotes'].set_index('seed'), auth.set_index('seed')
     claim = "This implementation matches the authors' code on their setting (the digits alone, 100 ERM epochs)"
-    rows = [decided_row(f"{claim}: the masks agree", '', am.iou_mean, "mean IoU of the two codes' masks on the same model and images", 0.99,
+    rows = [decided(f"{claim}: the masks agree", '', am.iou_mean, "mean IoU of the two codes' masks on the same model and images", 0.99,
                         note=f"IoU {am.iou_mean.min():.4f} or more", scale=1, unit='')]
     for c, test in [('mt_biased', 'biased'), ('mt_original', 'original')]:
-        rows.append(decided_row(f"{claim}: MaskTune's {test}-test accuracy within 0.02 of the authors'", authors_numbers(auth, c),
+        rows.append(decided(f"{claim}: MaskTune's {test}-test accuracy within 0.02 of the authors'", authors_numbers(auth, c),
                                 0.02 - paired_effects(ours[c], theirs[c]).abs(), f"0.02 minus |package − authors' code| of MaskTune's {test}-test accuracy on the same seed",
                                 method='median', note=f"package {mean_std(ours[c])}", scale=1, unit=''))
     return rows

@@ -1,5 +1,6 @@
 """MaskTune: XGradCAM against the `grad-cam` package, properties of `saliency_mask` / `apply_mask`, the masking pass under the
 learner's precision, and the notebook's experiment functions at tiny sizes."""
+from pathlib import Path
 import warnings
 import numpy as np
 import pytest
@@ -186,7 +187,7 @@ from spurnotes.metrics import SUMMARY_LABELS, worst_group_accuracy, plain_accura
 from spurnotes.groups import group_counts_of
 from spurnotes.learner import eval_preds
 from spurnotes.masktune import (Regime, regime_run, main_rows, selective_rows, procedure_rows, attribute_blind_check, ablation_rows,
-                                regime_ablations, steps_per_epoch, selection_label, decided_row, works_count, biased_digits_claims, selective_claims,
+                                regime_ablations, steps_per_epoch, selection_label, decided, works_count, slim_run, restore_run, biased_digits_claims, selective_claims,
                                 worst_group_claim, blind_claim, authors_claims,
                                 mask_diagnostics, fresh_on_masked, SMALL_REGIME, AUTHOR_SETTINGS)
 
@@ -214,7 +215,7 @@ def test_regime_run_keeps_both_models_of_each_length(tiny_run):
 def test_main_rows_are_tidy_and_match_the_metrics(tiny_run):
     data, r = tiny_run['data'], tiny_run['runs'][2]
     df = pd.DataFrame(main_rows(tiny_run, 0, variant_ks=[3.0]))
-    assert list(dict.fromkeys(df.method)) == ['ERM', 'MaskTune', 'random-mask', 'MaskTune (k=3)']
+    assert list(dict.fromkeys(df.method)) == ['ERM', 'MaskTune', 'MaskTune (masks from best)', 'random-mask', 'MaskTune (k=3)']
     acc = df[df.metric != 'saliency share on spurious region']
     assert (acc.groupby(['method', 'split']).metric.apply(list) == pd.Series({k: SUMMARY_LABELS for k in acc.groupby(['method', 'split']).groups})).all()
     assert len(df[df.metric == 'saliency share on spurious region']) == 2   # ERM and MaskTune, first test split
@@ -224,7 +225,32 @@ def test_main_rows_are_tidy_and_match_the_metrics(tiny_run):
         assert erm['worst group'] == pytest.approx(float(worst_group_accuracy(*r['p_erm'][split], data.info)))
         assert erm['average (plain)'] == pytest.approx(float(plain_accuracy(*r['p_erm'][split], data.info)))
     assert set(df[df.method == 'ERM'].selection) == {selection_label('ERM', 2)} == {'best epoch by validation average (of 2)'}
-    assert set(df[df.method != 'ERM'].selection) == {"last fine-tuning epoch, from ERM's last (masking iterations: 1)"}
+    assert set(df[df.method.isin(['MaskTune', 'random-mask'])].selection) == {"last fine-tuning epoch, from ERM's last; masks from ERM's last (masking iterations: 1)"}
+    assert set(df[df.method == 'MaskTune (masks from best)'].selection) == {"last fine-tuning epoch, from ERM's last; masks from ERM's best (masking iterations: 1)"}
+    # the per-seed comparison: MaskTune from each checkpoint's masks, the stored predictions of both
+    mt = acc[(acc.method == 'MaskTune') & (acc.metric == 'worst group')].set_index('split').value
+    alt = acc[(acc.method == 'MaskTune (masks from best)') & (acc.metric == 'worst group')].set_index('split').value
+    for split in data.test_splits:
+        assert mt[split] == pytest.approx(float(worst_group_accuracy(*r['p_mt'][split], data.info)))
+        assert alt[split] == pytest.approx(float(worst_group_accuracy(*r['p_alt'][split], data.info)))
+
+def test_masks_come_from_the_chosen_checkpoint(tiny_run, tmp_path):
+    from spurnotes.learner import load_checkpoint
+    r = tiny_run['runs'][2]
+    assert r['mask_from'] == 'last' and r['alt_from'] == 'best' and tiny_run['mask_from'] == 'last'
+    learn = load_checkpoint(tiny_run['learn'], 'last', with_opt=False)
+    assert all(torch.equal(u, v) for u, v in zip(learn.model.state_dict().values(), r['mask_model'].state_dict().values()))
+    with pytest.raises(ValueError, match="mask_from='middle'"):
+        regime_run('biased_digits', 0, TINY, mask_from='middle', path=tmp_path)
+
+def test_slim_run_restores_the_same_data_and_checkpoints(tiny_run):
+    slim = slim_run(tiny_run)
+    assert 'data' not in slim and 'learn' not in slim and 'masks' not in slim['runs'][2] and slim['seed'] == 0
+    back = restore_run(slim)
+    assert torch.equal(back['data'].train.x, tiny_run['data'].train.x) and torch.equal(back['data'].train.a, tiny_run['data'].train.a)
+    erm = tiny_run['runs'][2]['erm']   # the restored learner holds the best checkpoint, the stored ERM model
+    assert all(torch.equal(u, v) for u, v in zip(back['learn'].model.state_dict().values(), erm.state_dict().values()))
+    assert slim_run(tiny_run, keep_masks=True)['runs'][2]['masks'] is tiny_run['runs'][2]['masks']
 
 def test_selective_rows_at_full_coverage_is_the_error(tiny_run):
     data, r = tiny_run['data'], tiny_run['runs'][2]
@@ -238,7 +264,7 @@ def test_selective_rows_at_full_coverage_is_the_error(tiny_run):
 
 def test_procedure_rows_name_each_variant(tiny_run):
     df = pd.DataFrame(procedure_rows(tiny_run, 0, ft_epochs=[1, 2], ks=[AUTHOR_SETTINGS['k'], 3.0], max_iterations=2))
-    assert list(dict.fromkeys(df.method)) == ['ERM', 'MaskTune', 'MaskTune (2 epochs)', 'MaskTune (k=3)', 'MaskTune (masks from last)',
+    assert list(dict.fromkeys(df.method)) == ['ERM', 'MaskTune', 'MaskTune (masks from best)', 'MaskTune (2 epochs)', 'MaskTune (k=3)',
                                               'MaskTune (2 iterations, accumulated)']   # k=2 is the main run; 1 epoch too
     assert (df.groupby('method').size() == 2 * len(SUMMARY_LABELS)).all()
 
@@ -274,19 +300,19 @@ def test_steps_per_epoch_and_regime_ablations():
     assert abl[SMALL_REGIME]['epochs'] == 20 and len(abl) == 7
     assert list(regime_ablations(4, 9000, factors=['weight decay'])) == ['weight decay: none', 'weight decay: fastai form (decoupled, none on BN/bias)']
 
-def test_decided_row_follows_decide():
+def test_decided_follows_decide():
     # a clear gain on every seed: reproduced; a clear loss: not reproduced here; a gain within its spread: inconclusive
-    assert decided_row('c', '', [0.5, 0.4, 0.6], 'gain')['verdict'] == 'reproduced'
-    assert decided_row('c', '', [-0.1, -0.2, -0.15], 'gain')['verdict'] == 'not reproduced here'
-    row = decided_row('c', '', [0.9, -0.5, -0.3], 'gain')             # a positive mean within its interval
+    assert decided('c', '', [0.5, 0.4, 0.6], 'gain')['verdict'] == 'reproduced'
+    assert decided('c', '', [-0.1, -0.2, -0.15], 'gain')['verdict'] == 'not reproduced here'
+    row = decided('c', '', [0.9, -0.5, -0.3], 'gain')             # a positive mean within its interval
     assert row['verdict'] == 'inconclusive' and 'seeds to decide' in row['here'] and 'n=3' in row['here']
-    assert decided_row('c', '', [0.5, 0.4, 0.6], 'level', threshold=0.85, scale=1, unit='')['verdict'] == 'not reproduced here'   # below the bar
+    assert decided('c', '', [0.5, 0.4, 0.6], 'level', threshold=0.85, scale=1, unit='')['verdict'] == 'not reproduced here'   # below the bar
     # the median: one collapsed seed does not sink a gain the others show (9 seeds); 3 seeds are too few for its 95% interval
-    assert decided_row('c', '', [0.9, 0.8, -0.1], 'gain')['verdict'] == 'inconclusive'
-    assert decided_row('c', '', [0.9, 0.8, 0.01, 0.85, 0.7, 0.9, -0.6, 0.8, 0.75], 'gain', method='median')['verdict'] == 'reproduced'
-    assert decided_row('c', '', [0.9, 0.8, 0.01], 'gain', method='median')['verdict'] == 'inconclusive'
-    assert 'median' in decided_row('c', '', [0.9, 0.8, 0.01], 'gain', method='median')['rule']
-    one = decided_row('c', '', [0.1], 'gain')   # one seed (CI parameters): no per-seed interval, so no decision
+    assert decided('c', '', [0.9, 0.8, -0.1], 'gain')['verdict'] == 'inconclusive'
+    assert decided('c', '', [0.9, 0.8, 0.01, 0.85, 0.7, 0.9, -0.6, 0.8, 0.75], 'gain', method='median')['verdict'] == 'reproduced'
+    assert decided('c', '', [0.9, 0.8, 0.01], 'gain', method='median')['verdict'] == 'inconclusive'
+    assert 'median' in decided('c', '', [0.9, 0.8, 0.01], 'gain', method='median')['rule']
+    one = decided('c', '', [0.1], 'gain')   # one seed (CI parameters): no per-seed interval, so no decision
     assert one['verdict'] == 'inconclusive' and 'n=1' in one['here']
     assert works_count([0.9, 0.1, 0.85]) == 'worst group ≥ 0.85 on 2 of 3 seeds'
 
@@ -328,3 +354,17 @@ def test_authors_claims_pair_the_seeds():
     am = pd.DataFrame(dict(seed=[0, 1, 2], iou_mean=[0.9999, 0.9995, 0.9998]))
     rows = authors_claims(auth, pipe, am)
     assert [r['verdict'] for r in rows] == ['reproduced', 'inconclusive', 'inconclusive']   # masks (t); the 0.02 rows are medians of 3 seeds: too few
+
+
+def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
+    import time
+    from papermill.exceptions import PapermillExecutionError
+    from spurnotes.cli import run_notebooks
+    t = time.time()
+    with pytest.raises(PapermillExecutionError) as e:
+        run_notebooks(['03_masktune'], {'mask_from': 'middle'}, out=tmp_path, nbs_dir=Path(__file__).parent.parent/'nbs', progress=False)
+    assert "parameter mask_from='middle': expected one of 'last', 'best'" in e.value.evalue
+    assert time.time() - t < 60   # the validation cell, not a later one
+    with pytest.raises(PapermillExecutionError) as e:
+        run_notebooks(['03_masktune'], {'ablation_seeds': [5], 'seeds': [0, 1]}, out=tmp_path/'b', nbs_dir=Path(__file__).parent.parent/'nbs', progress=False)
+    assert "ablation_seeds [5]: expected seeds among seeds [0, 1]" in e.value.evalue
