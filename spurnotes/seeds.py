@@ -82,8 +82,13 @@ def _sequential(fn, seeds, threads, progress, kwargs, label=None):
     return out
 
 # %% ../nbs/00g_seeds.ipynb #b48fed0b
+def _quiet_worker():
+    "A worker's first act: torch's notice that `torch.jit.script` is deprecated (printed when fastai is imported) is not the reader's business."
+    import warnings
+    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+
 def _parallel(fn, seeds, jobs, threads, progress, kwargs, label=None):
-    ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'))
+    ex = ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn'), initializer=_quiet_worker)
     try:
         futs = {ex.submit(_run_one, fn, s, threads, kwargs, label): i for i, s in enumerate(seeds)}
         out = [None] * len(seeds)

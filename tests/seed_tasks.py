@@ -20,3 +20,8 @@ def fail_on_two(seed):
 def sleep_long(seed):
     time.sleep(60)
     return seed
+
+def import_fastai_layers(seed):
+    "Imports fastai.layers, which makes torch print its `torch.jit.script` deprecation notice."
+    import fastai.layers
+    return seed

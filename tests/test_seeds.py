@@ -60,3 +60,12 @@ def test_label_writes_each_seeds_start_and_end_to_the_progress_file(tmp_path, mo
     lines = f.read_text().splitlines()
     assert sum('ERM · toy · seed' in l and 'training' in l for l in lines) == 3, lines
     assert sum('done (' in l for l in lines) == 3 and any('done (3 of 3)' in l for l in lines), lines
+
+
+def test_workers_print_no_torch_jit_notice(capfd):
+    "Workers import fastai (through the function they run): torch's torch.jit deprecation notice must not reach the notebook's output."
+    from spurnotes.seeds import run_seeds
+    from seed_tasks import import_fastai_layers
+    assert run_seeds(import_fastai_layers, [0, 1], jobs=2) == [0, 1]
+    err = capfd.readouterr().err
+    assert 'torch.jit.script' not in err, err
