@@ -358,13 +358,12 @@ def test_authors_claims_pair_the_seeds():
 
 def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
     import time
-    from papermill.exceptions import PapermillExecutionError
-    from spurnotes.cli import run_notebooks
+    from spurnotes.cli import run_notebooks, NotebookError
     t = time.time()
-    with pytest.raises(PapermillExecutionError) as e:
+    with pytest.raises(NotebookError) as e:
         run_notebooks(['03_masktune'], {'mask_from': 'middle'}, out=tmp_path, nbs_dir=Path(__file__).parent.parent/'nbs', progress=False)
     assert "parameter mask_from='middle': expected one of 'last', 'best'" in e.value.evalue
     assert time.time() - t < 60   # the validation cell, not a later one
-    with pytest.raises(PapermillExecutionError) as e:
+    with pytest.raises(NotebookError) as e:
         run_notebooks(['03_masktune'], {'ablation_seeds': [5], 'seeds': [0, 1]}, out=tmp_path/'b', nbs_dir=Path(__file__).parent.parent/'nbs', progress=False)
     assert "ablation_seeds [5]: expected seeds among seeds [0, 1]" in e.value.evalue
