@@ -237,11 +237,13 @@ def decide(effects,                 # per-seed paired effects (method - baseline
     return out
 
 # %% ../nbs/00f_report.ipynb #0151285a
+def _num(v, scale, unit): return f"{scale * v:+.1f}{unit}" if unit else f"{scale * v:+.3f}"   # one number of a claims cell
+
 def verdict_text(d:dict,             # what `decide` returned
                  scale:float=100.,   # shown in points (100) or as is (1)
                  unit:str=' pts'):   # after each number
     "A claims-table cell: the estimate, its interval and n, e.g. '+12.3 pts [+4.1, +20.5], n=8'."
-    f = lambda v: f"{scale * v:+.1f}{unit}" if unit else f"{scale * v:+.3f}"
+    f = lambda v: _num(v, scale, unit)
     ci = f"[{f(d['low'])}, {f(d['high'])}]" if np.isfinite([d['low'], d['high']]).all() else "(too few seeds for an interval)"
     s = f"{f(d['estimate'])} {ci}, n={d['n']}"
     if d.get('seeds_needed'): s += f"; ~{d['seeds_needed']} seeds to decide"
@@ -250,9 +252,8 @@ def verdict_text(d:dict,             # what `decide` returned
 def halves_text(d:dict, scale:float=100., unit:str=' pts') -> str:
     "The replication column: each half's estimate and whether both fall on the same side of the threshold ('—' under 4 seeds)."
     if not d.get('half_estimates'): return f"— (n={d['n']} < 4)"
-    f = lambda v: f"{scale * v:+.1f}{unit}" if unit else f"{scale * v:+.3f}"
     a, b = d['half_estimates']
-    return f"{f(a)} · {f(b)}: " + ("agree" if d['halves'][0] == d['halves'][1] else "disagree")
+    return f"{_num(a, scale, unit)} · {_num(b, scale, unit)}: " + ("agree" if d['halves'][0] == d['halves'][1] else "disagree")
 
 def claim_row(claim:str,             # the claim, in the paper's terms
               paper:str,             # the paper's number or statement

@@ -78,3 +78,12 @@ def make_imagenet9(root, n=2, train_dir='original', variants=('original', 'mixed
         for k, c in enumerate(IN9_CLASSES):
             for i in range(n): _tiny_image(f/c/f"n0000000{k}_{i}.JPEG", (25 * k, 0, 0))
     return root
+
+def bad_parameter_run(nb, params, tmp_path):
+    "Run notebook `nb` with a bad `params`: `(the NotebookError, ids of the cells that show an error, seconds taken)`; fails if it runs through."
+    import json, time
+    from spurnotes.cli import run_notebooks, NotebookError
+    t0 = time.time()
+    with pytest.raises(NotebookError) as e: run_notebooks([nb], params, out=tmp_path, nbs_dir=NBS, progress=False)
+    failed = [c['id'] for c in json.load(open(e.value.dest))['cells'] if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    return e.value, failed, time.time() - t0

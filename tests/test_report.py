@@ -98,14 +98,8 @@ def test_decide_bad_input():
 
 def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
     "`-p corr 1.5` stops 00f_report at its validation cell with one line naming the parameter."
-    import time
-    import pytest
-    import json
-    from spurnotes.cli import run_notebooks, NotebookError
-    t0 = time.time()
-    with pytest.raises(NotebookError) as e:
-        run_notebooks(['00f_report.ipynb'], {'corr': 1.5}, out=tmp_path, progress=False)
-    assert e.value.ename == 'ParamError' and 'parameter corr=1.5' in e.value.evalue and 'between 0.0 and 1.0' in e.value.evalue
-    failed = [c['id'] for c in json.load(open(e.value.dest))['cells'] if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    from conftest import bad_parameter_run
+    e, failed, seconds = bad_parameter_run('00f_report.ipynb', {'corr': 1.5}, tmp_path)
+    assert e.ename == 'ParamError' and 'parameter corr=1.5' in e.evalue and 'between 0.0 and 1.0' in e.evalue
     assert failed == ['f0valid0']   # the validation cell, not a later one
-    assert time.time() - t0 < 60
+    assert seconds < 60

@@ -75,13 +75,8 @@ def test_stripes_orientation():
 
 def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
     "`-p epochs 0` stops 01_testbeds at its validation cell with one line naming the parameter, before any data or training."
-    import time
-    import json
-    from spurnotes.cli import run_notebooks, NotebookError
-    t0 = time.time()
-    with pytest.raises(NotebookError) as e:
-        run_notebooks(['01_testbeds.ipynb'], {'epochs': 0}, out=tmp_path, progress=False)
-    assert e.value.ename == 'ParamError' and 'parameter epochs=0' in e.value.evalue and '>= 1' in e.value.evalue
-    failed = [c['id'] for c in json.load(open(e.value.dest))['cells'] if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    from conftest import bad_parameter_run
+    e, failed, seconds = bad_parameter_run('01_testbeds.ipynb', {'epochs': 0}, tmp_path)
+    assert e.ename == 'ParamError' and 'parameter epochs=0' in e.evalue and '>= 1' in e.evalue
     assert failed == ['d1valid0']   # the validation cell, not a later one
-    assert time.time() - t0 < 60
+    assert seconds < 60
