@@ -19,12 +19,12 @@ from .learner import eval_preds
 
 # %% auto #0
 __all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BENCH_FNS', 'DIAG_METRICS',
-           'BENCH_CLAIMS', 'GAIN_RULE', 'RECIPE', 'group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO',
-           'error_set', 'jtt_indices', 'jtt_weights', 'jtt', 'BenchSetup', 'prediction_rows', 'learner_preds',
-           'checkpoint_rows', 'bench_erm', 'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune',
-           'erm_last_model', 'bench_mixing', 'bench_dispel', 'bench_dfr', 'diagnostic_rows', 'method_rows',
-           'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values', 'benchmark_claims', 'wall_ratio',
-           'recipe_hours', 'recipe_table']
+           'BENCH_CLAIMS', 'GAIN_RULE', 'MAIN_SELECTION', 'REGIME_CLAIMS', 'RECIPE', 'group_losses',
+           'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt',
+           'BenchSetup', 'prediction_rows', 'learner_preds', 'checkpoint_rows', 'bench_erm', 'bench_group_dro',
+           'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing', 'bench_dispel', 'bench_dfr',
+           'diagnostic_rows', 'method_rows', 'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values',
+           'benchmark_claims', 'main_selection', 'regime_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
@@ -197,7 +197,8 @@ class BenchSetup:
                  lr:float=0.01,             # SGD learning rate (momentum 0.9, constant)
                  wd:float=1e-4,             # weight decay, torch.optim.SGD's form
                  epochs:int=10,             # training epochs of every method (JTT: of its second stage)
-                 diagnose:bool=False):      # also measure, per method and seed, where its saliency lies and what its embedding separates (`diagnostic_rows`)
+                 diagnose:bool=False, 
+                 data_kw:dict|None=None):   # more arguments of `load_dataset` (e.g. a testbed's `n_valid`, `n_test`)      # also measure, per method and seed, where its saliency lies and what its embedding separates (`diagnostic_rows`)
         if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}.")
         if freeze_to is not None and arch not in LITE_BACKBONES:
             raise ValueError(f"freeze_to={freeze_to!r} with arch={arch!r}: a frozen body is cut from an EfficientNet-Lite ({list(LITE_BACKBONES)}); use freeze_to=None otherwise.")
@@ -212,7 +213,7 @@ def data(self:BenchSetup,
     "The dataset of seed `seed` (`load_dataset`; a built-in testbed with the setup's `source` and `n_train`)."
     kw = dict(source=self.source) if self.dataset in _TESTBEDS else {}
     if self.dataset in _SIZED and self.n_train is not None: kw['n_train'] = self.n_train
-    data = load_dataset(self.dataset, self.data_root, seed=seed, size=self.size, **kw)
+    data = load_dataset(self.dataset, self.data_root, seed=seed, size=self.size, **kw, **(self.data_kw or {}))
     if self.freeze_to is None: return data
     return frozen_data(data, self.model(data.info.n_classes).body)   # the features once; the images stay at `.images`
 
@@ -403,26 +404,30 @@ def _wall_row(method, seed, seconds, dataset, notebook='06_benchmark'):
                 seed=seed, selection='-')
 
 # %% ../nbs/06_benchmark.ipynb #29137052
-DIAG_METRICS = ('background saliency (XGradCAM)', 'background saliency (input gradient)', 'probe: label', 'probe: attribute')   # `diagnostic_rows`' metrics
+DIAG_METRICS = ('background saliency (XGradCAM)', 'background saliency (input gradient)', 'probe: label', 'probe: attribute',
+                'probe: label, valid to test')   # `diagnostic_rows`' metrics
 
-def _probe(E, t, seed):
-    "5-fold cross-validated accuracy of a logistic regression predicting `t` from the standardised embeddings `E`."
+def _probe(E, t, E2=None, t2=None):
+    "Accuracy of a logistic regression predicting `t` from the standardised embeddings `E`: 5-fold cross-validated, or fitted on `E` and scored on `(E2, t2)`."
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    return float(cross_val_score(clf, E, t, cv=5).mean())
+    return float(cross_val_score(clf, E, t, cv=5).mean()) if E2 is None else float(clf.fit(E, t).score(E2, t2))
 
 def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes images; with a frozen body, images or features)
                     data:SpuriousData,    # its dataset (with a frozen body, its features; the images at `.images`)
                     method:str,           # the rows' method label
                     seed:int,             # the rows' seed (and of the probes' folds)
                     dataset:str,          # the rows' dataset label
-                    n_heat:int=8):        # test images whose heat maps come back (the first of each group, in turn)
+                    n_heat:int=8,         # test images whose heat maps come back (the first `n_heat // 4` of each group)
+                    n_saliency:int=200):  # test images the saliency shares are measured on (evenly spaced: the groups in proportion)
     "Rows of `DIAG_METRICS` on the first test split (saliency shares on the background need the dataset's `fg_mask`), and `{'heat': ..., 'heat_ig': ...}` of `n_heat` test images."
     split = data.test_splits[0]
-    ims, fe = getattr(data, 'images', data)[split], data[split]
+    fe = data[split]
+    sub = torch.linspace(0, len(fe) - 1, min(n_saliency, len(fe))).round().long().unique()
+    ims = getattr(data, 'images', data)[split].subset(sub)
     dev = next(model.parameters()).device
     rows, extra = [], {}
     def row(metric, value): return dict(notebook='06_benchmark', dataset=dataset, method=method, split=split, metric=metric, value=value, seed=seed, selection=BENCH_SEL_LAST)
@@ -433,11 +438,11 @@ def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes 
         ig = torch.cat([input_grad_heat(model, x).cpu() for x, _, _ in group_dl(ims, bs=128, device=dev)])
         rows += [row(DIAG_METRICS[0], float(saliency_share(cam, ~fg.bool()).mean())), row(DIAG_METRICS[1], float(saliency_share(ig, ~fg.bool()).mean()))]
         g = (ims.y * 2 + ims.a).numpy()
-        pick = np.concatenate([np.flatnonzero(g == v)[:n_heat // 4 + 1] for v in range(4)])
-        pick = np.array(sorted(pick, key=lambda i: (list(np.flatnonzero(g == g[i])).index(i), g[i])))[:n_heat]
-        extra = {'heat': cam[pick], 'heat_ig': ig[pick], 'heat_index': torch.as_tensor(pick)}
-    E = embeddings(model, fe).numpy()
-    rows += [row(DIAG_METRICS[2], _probe(E, fe.y.numpy(), seed)), row(DIAG_METRICS[3], _probe(E, fe.a.numpy(), seed))]
+        pick = np.concatenate([np.flatnonzero(g == v)[:n_heat // 4] for v in range(4)])   # the first test images of each group, group by group
+        extra = {'heat': cam[pick], 'heat_ig': ig[pick], 'heat_index': sub[torch.as_tensor(pick)]}   # indices into the test split
+    E, V = embeddings(model, fe).numpy(), embeddings(model, data.valid).numpy()
+    rows += [row(DIAG_METRICS[2], _probe(E, fe.y.numpy())), row(DIAG_METRICS[3], _probe(E, fe.a.numpy())),
+             row(DIAG_METRICS[4], _probe(V, data.valid.y.numpy(), E, fe.y.numpy()))]
     return rows, extra
 
 # %% ../nbs/06_benchmark.ipynb #8401e10d
@@ -548,6 +553,43 @@ def benchmark_claims(results:pd.DataFrame,   # tidy rows of `run_benchmark`
         claims.append(row)
     return claims
 
+
+# %% ../nbs/06_benchmark.ipynb #3559cf1c
+MAIN_SELECTION = {'DISPEL': BENCH_SEL_HALF, 'DFR': BENCH_SEL_HALF, 'MaskTune': BENCH_SEL_LAST}   # a method's headline selection; the others: BENCH_SEL_WG
+
+def main_selection(method:str): return MAIN_SELECTION.get(method, BENCH_SEL_WG)   # the selection a method's headline rows use
+
+REGIME_CLAIMS = {   # key -> (the claim, the literature's number, the bar)
+    'gap': ("ERM's test worst group lies at least 20 points below its plain average (the shortcut bites)",
+            "Waterbirds, ResNet-50: ERM 97.3 average vs 72.6 worst group (Liu et al. 2021, Table 1)", 0.20),
+    'DFR': ("DFR raises the worst group at least 15 points above ERM's (pre-trained features, a group-balanced held-out set)",
+            "Waterbirds: DFR 92.9 vs ERM 72.6 (Kirichenko et al. 2023; Liu et al. 2021)", 0.15),
+    'MaskTune': ("MaskTune raises the worst group over ERM", "Waterbirds 86.4 vs ERM 80.8 (Taghanaki et al. 2022)", 0.),
+    'input mixing': ("Fine-tuning with input mixing raises the worst group over ERM", "a pre-trained model that carries the shortcut (Xue et al. 2023)", 0.),
+    'DISPEL': ("DISPEL raises the worst group over ERM", "Waterbirds, pre-trained embeddings (Xue et al. 2023)", 0.),
+    'ULE': ("ULE raises the worst group over ERM", "Waterbirds: up to +29.0 over ERM (Mitchell et al. 2024)", 0.)}
+
+def regime_claims(results:pd.DataFrame,   # tidy rows of `run_benchmark`
+                  split:str,              # the test split
+                  level:float=0.95):      # confidence level of `decide`'s interval
+    "Claim rows of `REGIME_CLAIMS` the run can check, each method at its `main_selection` against ERM at the best validation worst group, paired by seed."
+    if 'ERM' not in set(results.method): return []
+    erm = per_seed_values(results, 'ERM', split)
+    claims = []
+    for key, (claim, paper, bar) in REGIME_CLAIMS.items():
+        if key == 'gap':
+            eff, rule = per_seed_values(results, 'ERM', split, metric='average (plain)') - erm, "per seed: ERM's test plain average minus its worst group (best validation worst group)"
+            here = f"{100 * erm.mean():.1f} worst vs {100 * (erm + eff).mean():.1f} average; gap "
+        elif key in set(results.method):
+            w = per_seed_values(results, key, split, main_selection(key))
+            if list(w.index) != list(erm.index): raise ValueError(f"{key} and ERM ran on different seeds ({list(w.index)} vs {list(erm.index)}): the gains are paired by seed.")
+            eff, rule = w - erm, f"per seed: {key}'s test worst group ({main_selection(key)}) minus ERM's (best validation worst group)"
+            here = f"{100 * w.mean():.1f} vs ERM {100 * erm.mean():.1f}; gain "
+        else: continue
+        row = claim_row(claim, paper, decide(eff.values, bar, level, few='inconclusive'), rule)
+        row['here'] = here + row['here']
+        claims.append(row)
+    return claims
 
 # %% ../nbs/06_benchmark.ipynb #b06rec01
 RECIPE = {'Waterbirds': dict(train=4795, valid=1199, epochs=300, T=60), 'CelebA': dict(train=162770, valid=19867, epochs=50, T=1)}   # images, epochs, JTT's T

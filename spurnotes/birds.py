@@ -15,7 +15,8 @@ from .groups import GroupInfo, GroupDataset, SpuriousData, group_counts_of
 
 # %% auto #0
 __all__ = ['TUXPAINT', 'BIRDS_DIR', 'PHOTOS_DIR', 'INSTALL_HINT', 'CREDIT', 'LABEL_RULE', 'BIRDS', 'BACKGROUNDS', 'REGIONS',
-           'LABELS', 'bird_files', 'photo_files', 'bird_table', 'identity_splits', 'birds_on_backgrounds']
+           'LABELS', 'bird_files', 'photo_files', 'birds_available', 'bird_table', 'identity_splits',
+           'birds_on_backgrounds']
 
 # %% ../nbs/01c_birds.ipynb #3cf9f369
 TUXPAINT = Path('/usr/share/tuxpaint')   # where Debian's tuxpaint-stamps-default and tuxpaint-data install
@@ -95,6 +96,11 @@ def photo_files(root=None) -> dict:
     if missing: raise FileNotFoundError(f"Background photos {missing} are missing from {d}: they come from Debian's tuxpaint-data. "
                                         f"Install the packages: {INSTALL_HINT}")
     return {n: d/f'{n}.jpg' for n in want}
+
+def birds_available(root=None) -> bool:
+    "Whether the bird cut-outs and every background photo are installed under `root` (a notebook skips its birds section, saying what to install, when not)."
+    try: bird_files(root); photo_files(root); return True
+    except FileNotFoundError: return False
 
 def bird_table(root=None) -> pd.DataFrame:
     "Every bird file present with its common name, label and identity; an error for a file `BIRDS` does not label yet."
