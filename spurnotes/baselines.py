@@ -18,13 +18,14 @@ from .metrics import _world
 from .learner import eval_preds
 
 # %% auto #0
-__all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BENCH_FNS', 'DIAG_METRICS',
-           'BENCH_CLAIMS', 'GAIN_RULE', 'MAIN_SELECTION', 'REGIME_CLAIMS', 'RECIPE', 'group_losses',
+__all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BIRDS_REGIME', 'BENCH_FNS',
+           'DIAG_METRICS', 'BENCH_CLAIMS', 'GAIN_RULE', 'MAIN_SELECTION', 'REGIME_CLAIMS', 'RECIPE', 'group_losses',
            'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt',
-           'BenchSetup', 'prediction_rows', 'learner_preds', 'checkpoint_rows', 'bench_erm', 'bench_group_dro',
-           'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing', 'bench_dispel', 'bench_dfr',
-           'diagnostic_rows', 'method_rows', 'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values',
-           'benchmark_claims', 'main_selection', 'regime_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
+           'BenchSetup', 'birds_setup', 'prediction_rows', 'learner_preds', 'checkpoint_rows', 'bench_erm',
+           'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing',
+           'bench_dispel', 'bench_dfr', 'diagnostic_rows', 'method_rows', 'bench_seed', 'run_benchmark', 'method_table',
+           'per_seed_values', 'benchmark_claims', 'main_selection', 'regime_claims', 'wall_ratio', 'recipe_hours',
+           'recipe_table']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
@@ -204,6 +205,16 @@ class BenchSetup:
             raise ValueError(f"freeze_to={freeze_to!r} with arch={arch!r}: a frozen body is cut from an EfficientNet-Lite ({list(LITE_BACKBONES)}); use freeze_to=None otherwise.")
         store_attr()
     __repr__ = basic_repr('dataset,source,n_train,arch,pretrained,freeze_to,bs,lr,wd,precision,epochs')
+
+# %% ../nbs/06_benchmark.ipynb #78f0eaa1
+BIRDS_REGIME = dict(dataset='birds_on_backgrounds', n_train=2000, size=96, arch='efficientnet_lite0', pretrained=True, freeze_to=6,
+                    bs=32, lr=0.01, wd=1e-4, epochs=5, diagnose=True)   # the pre-trained regime on the birds, as the notebooks run it
+
+def birds_setup(n_valid:int=400,    # validation images (DFR's and DISPEL's group-labelled set)
+                n_test:int=1200,    # test images
+                **kwargs):          # `BenchSetup` arguments that replace `BIRDS_REGIME`'s
+    "The `BenchSetup` of the pre-trained regime: EfficientNet-Lite0 (ImageNet), frozen to stage 6, on `birds_on_backgrounds` (`BIRDS_REGIME`, `kwargs` overriding)."
+    return BenchSetup(**{**BIRDS_REGIME, **kwargs}, data_kw=dict(n_valid=n_valid, n_test=n_test))
 
 # %% ../nbs/06_benchmark.ipynb #b06run05
 @patch
