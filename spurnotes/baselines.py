@@ -19,13 +19,13 @@ from .learner import eval_preds
 
 # %% auto #0
 __all__ = ['BENCH_METHODS', 'FROM_ERM', 'BENCH_SEL_LAST', 'BENCH_SEL_WG', 'BENCH_SEL_HALF', 'BIRDS_REGIME', 'BENCH_FNS',
-           'DIAG_METRICS', 'BENCH_CLAIMS', 'GAIN_RULE', 'MAIN_SELECTION', 'REGIME_CLAIMS', 'RECIPE', 'group_losses',
-           'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights', 'jtt',
-           'BenchSetup', 'birds_setup', 'prediction_rows', 'learner_preds', 'checkpoint_rows', 'bench_erm',
+           'DIAG_METRICS', 'SHIFT_PAPER', 'BENCH_CLAIMS', 'GAIN_RULE', 'MAIN_SELECTION', 'REGIME_CLAIMS', 'RECIPE',
+           'group_losses', 'pooled_group_losses', 'GroupDROLoss', 'GroupDRO', 'error_set', 'jtt_indices', 'jtt_weights',
+           'jtt', 'BenchSetup', 'birds_setup', 'prediction_rows', 'learner_preds', 'checkpoint_rows', 'bench_erm',
            'bench_group_dro', 'bench_jtt', 'bench_ule', 'bench_masktune', 'erm_last_model', 'bench_mixing',
-           'bench_dispel', 'bench_dfr', 'diagnostic_rows', 'method_rows', 'bench_seed', 'run_benchmark', 'method_table',
-           'per_seed_values', 'benchmark_claims', 'main_selection', 'regime_claims', 'wall_ratio', 'recipe_hours',
-           'recipe_table']
+           'bench_dispel', 'bench_dfr', 'diagnostic_rows', 'diagnostic_table', 'shift_claim', 'method_rows',
+           'bench_seed', 'run_benchmark', 'method_table', 'per_seed_values', 'benchmark_claims', 'main_selection',
+           'regime_claims', 'wall_ratio', 'recipe_hours', 'recipe_table']
 
 # %% ../nbs/06_benchmark.ipynb #9dc6990f
 def group_losses(losses:torch.Tensor,  # per-example losses `(N,)`
@@ -163,7 +163,7 @@ from fastai.torch_core import set_seed
 from .groups import SpuriousData
 from .datasets import load_dataset
 from .models import make_backbone, lite_parts, BodyTop, frozen_data, LITE_BACKBONES, cam_layer
-from .saliency import saliency_heat, input_grad_heat, saliency_share
+from .saliency import saliency_heat, input_grad_heat, saliency_share, saliency_mask, masked_share
 from .loaders import group_dl
 from .metrics import SUMMARY_LABELS
 from .learner import erm_learner, set_precision, PRECISIONS, fit_with_checkpoints, load_checkpoint, get_group_preds
@@ -415,8 +415,8 @@ def _wall_row(method, seed, seconds, dataset, notebook='06_benchmark'):
                 seed=seed, selection='-')
 
 # %% ../nbs/06_benchmark.ipynb #29137052
-DIAG_METRICS = ('background saliency (XGradCAM)', 'background saliency (input gradient)', 'probe: label', 'probe: attribute',
-                'probe: label, valid to test')   # `diagnostic_rows`' metrics
+DIAG_METRICS = ('bird area', 'background saliency (XGradCAM)', 'background saliency (input gradient)', 'mask: bird hidden',
+                'mask: background hidden', 'probe: label', 'probe: attribute', 'probe: label, valid to test')   # `diagnostic_rows`' metrics
 
 def _probe(E, t, E2=None, t2=None):
     "Accuracy of a logistic regression predicting `t` from the standardised embeddings `E`: 5-fold cross-validated, or fitted on `E` and scored on `(E2, t2)`."
@@ -434,7 +434,7 @@ def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes 
                     dataset:str,          # the rows' dataset label
                     n_heat:int=8,         # test images whose heat maps come back (the first `n_heat // 4` of each group)
                     n_saliency:int=200):  # test images the saliency shares are measured on (evenly spaced: the groups in proportion)
-    "Rows of `DIAG_METRICS` on the first test split (saliency shares on the background need the dataset's `fg_mask`), and `{'heat': ..., 'heat_ig': ...}` of `n_heat` test images."
+    "Rows of `DIAG_METRICS` on the first test split (the saliency and mask shares need the dataset's `fg_mask`, the foreground of each image), and `{'heat': ..., 'heat_ig': ...}` of `n_heat` test images."
     split = data.test_splits[0]
     fe = data[split]
     sub = torch.linspace(0, len(fe) - 1, min(n_saliency, len(fe))).round().long().unique()
@@ -447,14 +447,46 @@ def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes 
         layer = cam_layer(model)
         cam = torch.cat([saliency_heat(model, layer, x).cpu() for x, _, _ in group_dl(ims, bs=128, device=dev)])
         ig = torch.cat([input_grad_heat(model, x).cpu() for x, _, _ in group_dl(ims, bs=128, device=dev)])
-        rows += [row(DIAG_METRICS[0], float(saliency_share(cam, ~fg.bool()).mean())), row(DIAG_METRICS[1], float(saliency_share(ig, ~fg.bool()).mean()))]
+        fg = fg.bool(); mk = saliency_mask(cam)   # MaskTune's mask of this model's heat (threshold mean + 2 std)
+        rows += [row(DIAG_METRICS[0], float(fg.float().mean())), row(DIAG_METRICS[1], float(saliency_share(cam, ~fg).mean())),
+                 row(DIAG_METRICS[2], float(saliency_share(ig, ~fg).mean())), row(DIAG_METRICS[3], float(masked_share(mk, fg).nanmean())),
+                 row(DIAG_METRICS[4], float(masked_share(mk, ~fg).nanmean()))]
         g = (ims.y * 2 + ims.a).numpy()
         pick = np.concatenate([np.flatnonzero(g == v)[:n_heat // 4] for v in range(4)])   # the first test images of each group, group by group
         extra = {'heat': cam[pick], 'heat_ig': ig[pick], 'heat_index': sub[torch.as_tensor(pick)]}   # indices into the test split
     E, V = embeddings(model, fe).numpy(), embeddings(model, data.valid).numpy()
-    rows += [row(DIAG_METRICS[2], _probe(E, fe.y.numpy())), row(DIAG_METRICS[3], _probe(E, fe.a.numpy())),
-             row(DIAG_METRICS[4], _probe(V, data.valid.y.numpy(), E, fe.y.numpy()))]
+    rows += [row(DIAG_METRICS[5], _probe(E, fe.y.numpy())), row(DIAG_METRICS[6], _probe(E, fe.a.numpy())),
+             row(DIAG_METRICS[7], _probe(V, data.valid.y.numpy(), E, fe.y.numpy()))]
     return rows, extra
+
+def diagnostic_table(results:pd.DataFrame,   # tidy rows of `run_benchmark` with `diagnose=True`
+                     split:str='test',       # the split of the diagnostics
+                     label:str='bird type',  # what the probes' label is called
+                     attribute:str='background'):  # and their attribute
+    "Mean over the seeds of each method's `DIAG_METRICS` on `split`: one row per method, in the run's order."
+    d = results[results.metric.isin(DIAG_METRICS) & (results.split == split)]
+    tab = d.pivot_table(index='method', columns='metric', values='value', aggfunc='mean', sort=False)
+    tab = tab[[m for m in DIAG_METRICS if m in tab.columns]]
+    tab.columns = [m.replace('label', label).replace('attribute', attribute) for m in tab.columns]
+    tab.columns.name = tab.index.name = None
+    return tab.round(3)
+
+SHIFT_PAPER = {'MaskTune': "masking what ERM relies on forces the model to explore other features (Taghanaki et al. 2022)",
+               'ULE': "the teacher learns to avoid the student's input features (Mitchell et al. 2024)",
+               'input mixing': "mixing makes the spurious feature uninformative (Xue et al. 2023)"}
+
+def shift_claim(results:pd.DataFrame,   # tidy rows of `run_benchmark` with `diagnose=True`
+                method:str,             # the method
+                split:str='test',       # the split of the diagnostics
+                metric:str='background saliency (XGradCAM)',   # the saliency share compared
+                level:float=0.95):      # confidence level of `decide`'s interval
+    "A claim row, in a list (empty when the run lacks `method`, ERM or `metric`): `method` moves the saliency off the background, per seed ERM's share minus the method's (both last epochs) vs 0."
+    if not {method, 'ERM'} <= set(results.method) or metric not in set(results.metric): return []
+    e, m = (per_seed_values(results, k, split, BENCH_SEL_LAST, metric) for k in ('ERM', method))
+    row = claim_row(f"{method} moves the saliency off the background ({metric.split('(')[-1].rstrip(')')})", SHIFT_PAPER.get(method, ''),
+                    decide((e - m).values, 0., level, few='inconclusive'), f"per seed: ERM's share of the {metric} minus {method}'s (last epochs)")
+    row['here'] = f"ERM {e.mean():.3f} → {m.mean():.3f}; drop " + row['here']
+    return [row]
 
 # %% ../nbs/06_benchmark.ipynb #8401e10d
 def method_rows(method:str,              # one of `BENCH_METHODS`
