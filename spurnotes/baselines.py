@@ -479,11 +479,12 @@ def shift_claim(results:pd.DataFrame,   # tidy rows of `run_benchmark` with `dia
                 method:str,             # the method
                 split:str='test',       # the split of the diagnostics
                 metric:str='background saliency (XGradCAM)',   # the saliency share compared
-                level:float=0.95):      # confidence level of `decide`'s interval
+                level:float=0.95,       # confidence level of `decide`'s interval
+                where:str='Birds, pre-trained: '):   # put before the claim (the testbed and regime)
     "A claim row, in a list (empty when the run lacks `method`, ERM or `metric`): `method` moves the saliency off the background, per seed ERM's share minus the method's (both last epochs) vs 0."
     if not {method, 'ERM'} <= set(results.method) or metric not in set(results.metric): return []
     e, m = (per_seed_values(results, k, split, BENCH_SEL_LAST, metric) for k in ('ERM', method))
-    row = claim_row(f"{method} moves the saliency off the background ({metric.split('(')[-1].rstrip(')')})", SHIFT_PAPER.get(method, ''),
+    row = claim_row(f"{where}{method} moves the saliency off the background ({metric.split('(')[-1].rstrip(')')})", SHIFT_PAPER.get(method, ''),
                     decide((e - m).values, 0., level, few='inconclusive'), f"per seed: ERM's share of the {metric} minus {method}'s (last epochs)")
     row['here'] = f"ERM {e.mean():.3f} → {m.mean():.3f}; drop " + row['here']
     return [row]
@@ -614,7 +615,8 @@ REGIME_CLAIMS = {   # key -> (the claim, the literature's number, the bar)
 
 def regime_claims(results:pd.DataFrame,   # tidy rows of `run_benchmark`
                   split:str,              # the test split
-                  level:float=0.95):      # confidence level of `decide`'s interval
+                  level:float=0.95,       # confidence level of `decide`'s interval
+                  where:str='Birds, pre-trained: '):   # put before each claim (the testbed and regime)
     "Claim rows of `REGIME_CLAIMS` the run can check, each method at its `main_selection` against ERM at the best validation worst group, paired by seed."
     if 'ERM' not in set(results.method): return []
     erm = per_seed_values(results, 'ERM', split)
@@ -629,7 +631,7 @@ def regime_claims(results:pd.DataFrame,   # tidy rows of `run_benchmark`
             eff, rule = w - erm, f"per seed: {key}'s test worst group ({main_selection(key)}) minus ERM's (best validation worst group)"
             here = f"{100 * w.mean():.1f} vs ERM {100 * erm.mean():.1f}; gain "
         else: continue
-        row = claim_row(claim, paper, decide(eff.values, bar, level, few='inconclusive'), rule)
+        row = claim_row(where + claim, paper, decide(eff.values, bar, level, few='inconclusive'), rule)
         row['here'] = here + row['here']
         claims.append(row)
     return claims

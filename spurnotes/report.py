@@ -18,9 +18,9 @@ from .learner import get_group_preds
 
 # %% auto #0
 __all__ = ['RESULT_COLUMNS', 'HEADLINE_METRICS', 'CLAIM_COLUMNS', 'VERDICTS', 'RULE_VERDICTS', 'group_report', 'styled_report',
-           'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'mean_std', 'mean_std_table',
-           'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table', 'paired_effects', 'effect_interval',
-           'seeds_needed', 'decide', 'verdict_text', 'halves_text', 'claim_row']
+           'learner_group_report', 'plot_group_report', 'write_results', 'save_figure', 'record_section_time',
+           'mean_std', 'mean_std_table', 'sem', 'mean_sem', 'headline_table', 'write_headline', 'claims_table',
+           'paired_effects', 'effect_interval', 'seeds_needed', 'decide', 'verdict_text', 'halves_text', 'claim_row']
 
 # %% ../nbs/00f_report.ipynb #45374dd9
 def group_report(preds,            # probabilities or logits (N, n_classes), or predicted labels (N,)
@@ -87,6 +87,19 @@ def save_figure(fig,           # a matplotlib Figure
     p = Path(out_dir)/'figures'; p.mkdir(parents=True, exist_ok=True)
     fig.savefig(p/f"{name}.png", dpi=dpi, bbox_inches='tight')
     return p/f"{name}.png"
+
+# %% ../nbs/00f_report.ipynb #998848a3
+def record_section_time(notebook:str,   # the notebook, e.g. '06_benchmark'
+                        section:str,    # its section, e.g. 'birds'
+                        seconds:float,  # the section's wall time
+                        out_dir):       # folder of `section_times.csv` (created if missing)
+    "Keep one section's wall time in `out_dir/section_times.csv` (one row per notebook and section; a new run replaces its row)."
+    f = Path(out_dir)/'section_times.csv'; f.parent.mkdir(parents=True, exist_ok=True)
+    old = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=['notebook', 'section', 'seconds'])
+    old = old[~((old.notebook == notebook) & (old.section == section))]
+    new = pd.concat([old, pd.DataFrame([dict(notebook=notebook, section=section, seconds=round(float(seconds), 1))])], ignore_index=True)
+    new.sort_values(['notebook', 'section']).to_csv(f, index=False)
+    return f
 
 # %% ../nbs/00f_report.ipynb #5cf837cf
 def mean_std(values,         # the seeds of one measurement (NaNs are dropped)
