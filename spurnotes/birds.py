@@ -6,6 +6,7 @@ Docs: https://spurnotes.github.io/spurnotes/birds.html.md"""
 
 # %% ../nbs/01c_birds.ipynb #4884bf8b
 from __future__ import annotations
+import os
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -14,12 +15,13 @@ from PIL import Image
 from .groups import GroupInfo, GroupDataset, SpuriousData, group_counts_of
 
 # %% auto #0
-__all__ = ['TUXPAINT', 'BIRDS_DIR', 'PHOTOS_DIR', 'INSTALL_HINT', 'CREDIT', 'LABEL_RULE', 'BIRDS', 'BACKGROUNDS', 'REGIONS',
-           'LABELS', 'bird_files', 'photo_files', 'birds_available', 'bird_table', 'identity_splits',
+__all__ = ['TUXPAINT', 'TUXPAINT_ENV', 'BIRDS_DIR', 'PHOTOS_DIR', 'INSTALL_HINT', 'CREDIT', 'LABEL_RULE', 'BIRDS', 'BACKGROUNDS',
+           'REGIONS', 'LABELS', 'bird_files', 'photo_files', 'birds_available', 'bird_table', 'identity_splits',
            'birds_on_backgrounds']
 
 # %% ../nbs/01c_birds.ipynb #3cf9f369
 TUXPAINT = Path('/usr/share/tuxpaint')   # where Debian's tuxpaint-stamps-default and tuxpaint-data install
+TUXPAINT_ENV = 'SPURNOTES_TUXPAINT'      # an environment variable naming another folder laid out the same way (read on each call)
 BIRDS_DIR, PHOTOS_DIR = 'stamps/animals/birds', 'templates'
 INSTALL_HINT = "sudo apt-get install tuxpaint-stamps-default tuxpaint-data"
 CREDIT = ("Photos: Tux Paint's stamps and templates (Debian packages tuxpaint-stamps-default and tuxpaint-data, GPL-2+), "
@@ -78,7 +80,7 @@ REGIONS = {'train': (0.0, 0.5), 'valid': (0.5, 0.7), 'test': (0.7, 1.0)}
 
 # %% ../nbs/01c_birds.ipynb #ebd7a07d
 def _root(root=None) -> Path:
-    return Path(root) if root is not None else TUXPAINT
+    return Path(root) if root is not None else Path(os.environ.get(TUXPAINT_ENV, TUXPAINT))
 
 def bird_files(root=None) -> dict:
     "File stem -> path of every bird cut-out of Tux Paint's stamps under `root`; an error naming the packages when they are missing."

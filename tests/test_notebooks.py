@@ -67,3 +67,14 @@ def test_rare_spurious_notebook_on_mnist_layout(tmp_path):
     import pandas as pd
     res = pd.read_csv(out/'results.csv')
     assert set(res['dataset']) == {'mnist'}
+
+def test_paper_notebook_without_the_bird_photos(tmp_path, monkeypatch):
+    "Without Debian's Tux Paint photos the digits still run and the birds section says what to install (and writes no birds rows)."
+    monkeypatch.setenv('SPURNOTES_TUXPAINT', str(tmp_path/'no-tuxpaint'))
+    out = run_notebooks(['04_data_mixing'], CI_PARAMS['04_data_mixing.ipynb'], out=tmp_path/'run', nbs_dir=NBS, progress=False)
+    executed = json.loads((out/'notebooks'/'04_data_mixing.ipynb').read_text())
+    text = ''.join(''.join(o.get('text', '')) for c in executed['cells'] for o in c.get('outputs', []))
+    assert 'apt-get install tuxpaint-stamps-default tuxpaint-data' in text
+    import pandas as pd
+    res = pd.read_csv(out/'results.csv')
+    assert 'digits_on_backgrounds' in set(res['dataset']) and 'birds_on_backgrounds' not in set(res['dataset'])
