@@ -433,7 +433,8 @@ def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes 
                     seed:int,             # the rows' seed (and of the probes' folds)
                     dataset:str,          # the rows' dataset label
                     n_heat:int=8,         # test images whose heat maps come back (the first `n_heat // 4` of each group)
-                    n_saliency:int=200):  # test images the saliency shares are measured on (evenly spaced: the groups in proportion)
+                    n_saliency:int=200,   # test images the saliency shares are measured on (evenly spaced: the groups in proportion)
+                    probes:bool=True):    # also the linear probes of the embedding
     "Rows of `DIAG_METRICS` on the first test split (the saliency and mask shares need the dataset's `fg_mask`, the foreground of each image), and `{'heat': ..., 'heat_ig': ...}` of `n_heat` test images."
     split = data.test_splits[0]
     fe = data[split]
@@ -454,6 +455,7 @@ def diagnostic_rows(model:nn.Module,      # a trained model of the setup (takes 
         g = (ims.y * 2 + ims.a).numpy()
         pick = np.concatenate([np.flatnonzero(g == v)[:n_heat // 4] for v in range(4)])   # the first test images of each group, group by group
         extra = {'heat': cam[pick], 'heat_ig': ig[pick], 'heat_index': sub[torch.as_tensor(pick)]}   # indices into the test split
+    if not probes: return rows, extra
     E, V = embeddings(model, fe).numpy(), embeddings(model, data.valid).numpy()
     rows += [row(DIAG_METRICS[5], _probe(E, fe.y.numpy())), row(DIAG_METRICS[6], _probe(E, fe.a.numpy())),
              row(DIAG_METRICS[7], _probe(V, data.valid.y.numpy(), E, fe.y.numpy()))]
@@ -507,9 +509,9 @@ def method_rows(method:str,              # one of `BENCH_METHODS`
         out, extra = BENCH_FNS[method](data, seed, setup, *erm, **(settings or {}).get(method, {}))
         wall = base + time.time() - t0
     rows = _trained_rows(method, out, data, seed, setup) + [_wall_row(method, seed, wall, setup.dataset)]
-    if setup.diagnose and method not in ('DISPEL', 'DFR'):   # the heads' embedding is ERM's: its rows are ERM's
+    if setup.diagnose and method not in ('DISPEL', 'DFR'):   # DISPEL and DFR: ERM's model, another head
         if method != 'MaskTune': load_checkpoint(out, 'last', with_opt=False)   # (MaskTune's learner ends at its last epoch; its path holds ERM's)
-        r, e = diagnostic_rows(out.model, data, method, seed, setup.dataset)
+        r, e = diagnostic_rows(out.model, data, method, seed, setup.dataset, probes=method == 'ERM')   # the heads' embedding is ERM's
         rows, extra = rows + r, {**extra, **e}
     return rows, extra
 
