@@ -509,3 +509,24 @@ def test_student_step_grads_without_input_gradient_same_parameter_gradients():
         _, _, g0, pg0 = student_step_grads(s, x.clone(), (y,), lf, output, input_grad=False)
         s.load_state_dict(st)
         assert g0 is None and g.shape == x.shape and all(torch.equal(a, b) for a, b in zip(pg, pg0)), output
+
+def test_cost_benchmark_options_runs_small(tmp_path):
+    "`--options`: the option kinds on one arch, an every-k call's time divided by k, the table's interval and target column; `lite_top` takes the body's features."
+    spec = importlib.util.spec_from_file_location('ule_cost', ROOT/'benchmarks'/'ule_cost.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    reps = pd.DataFrame(mod.repetitions(reps=3, arch='small_cnn', bs=8, size=28, threads=1, kinds=mod.OPTION_KINDS))
+    assert list(reps.step.unique()) == mod.OPTION_KINDS and (reps[reps.step == 'erm'].time_ratio == 1.).all()
+    assert mod.steps_per_call('ule_loss_every4') == 4 and mod.steps_per_call('ule_loss_sub4') == 1
+    tab = mod.main_options(reps=3, archs=['small_cnn'], bs=8, csv=tmp_path/'o.csv')
+    assert [r['step'] for r in tab] == mod.OPTION_KINDS and len(pd.read_csv(tmp_path/'o.csv')) == 18
+    assert all(r['low'] <= r['ratio_mean'] <= r['high'] and r['meets_target'] in ('yes', 'no', 'undecided') for r in tab[1:])
+    t, s, *_ , x, y = mod.setup('lite_top', bs=4)
+    assert x.shape == (4, 192, 3, 3) and t(x).shape == (4, 2) and t is not s
+
+def test_config_name_names_the_cheaper_options():
+    assert config_name(MAIN) == 'cos2, loss, l2, λ=1, warm-up 1'
+    assert config_name({**MAIN, 'penalty_frac': 0.25}) == 'cos2, loss, l2, λ=1, warm-up 1, penalty on 0.25 of each batch'
+    assert config_name({**MAIN, 'penalty_every': 4, 'penalty_frac': 1.}) == 'cos2, loss, l2, λ=1, warm-up 1, penalty every 4 steps'
+    from spurnotes.ule import ule_callback
+    cb = ule_callback({**MAIN, 'penalty_every': 4})
+    assert cb.penalty_every == 4 and cb.penalty_frac == 1 and not cb.exact
