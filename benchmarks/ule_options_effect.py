@@ -86,7 +86,7 @@ def summary(df:pd.DataFrame):
             half = (r['high'] - r['low']) / 2
             same = bool(r['low'] <= 0 <= r['high'] and half < abs(e['estimate']))
             scale, unit = (100., ' pts') if metric == WG else (1., '')
-            out.append({'option': name, 'metric': label, 'n': len(d), 'exact': ex[seeds].mean(), 'option mean': op[seeds].mean(),
+            out.append({'option': name, 'metric': label, 'n': len(d), 'exact (mean)': round(ex[seeds].mean(), 3), 'option (mean)': round(op[seeds].mean(), 3),
                         'difference per seed': ', '.join(f"{scale * v:+.1f}" if metric == WG else f"{v:+.3f}" for v in d),
                         'difference (option - exact)': verdict_text(r, scale, unit), "ULE's own effect": verdict_text(e, scale, unit),
                         'unchanged within seed noise': 'yes' if same else 'no',

@@ -530,3 +530,18 @@ def test_config_name_names_the_cheaper_options():
     from spurnotes.ule import ule_callback
     cb = ule_callback({**MAIN, 'penalty_every': 4})
     assert cb.penalty_every == 4 and cb.penalty_frac == 1 and not cb.exact
+
+@pytest.mark.parametrize('kw', [dict(penalty_frac=0.5), dict(penalty_every=2)])
+def test_cheaper_options_under_the_cpus_bf16_autocast(kw):
+    "The sub-batch's forward pass and the student's follow the learner's autocast; the penalty stays finite."
+    ule = ULE(penalty='cos2', **kw)
+    l = _learner(_biased(128, 0), 0, [ule])
+    l.add_cb(CPUMixedPrecision(amp_mode='bf16'))
+    seen = []
+    h = l.model.features[0].register_forward_hook(lambda mod, i, o: seen.append((len(o), o.dtype)) if mod.training else None)
+    with warnings.catch_warnings(), l.no_bar(), l.no_logging():
+        warnings.simplefilter('ignore')
+        l.fit(1)
+    h.remove()
+    assert ule.dtype == torch.bfloat16 and torch.isfinite(ule.penalty_value) and all(d == torch.bfloat16 for _, d in seen)
+    if 'penalty_frac' in kw: assert sorted({n for n, _ in seen}) == [16, 32]   # the whole batch's forward pass and the sub-batch's
