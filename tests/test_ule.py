@@ -576,3 +576,22 @@ def test_fd_variant_in_the_callback_trains_and_is_named():
     with pytest.raises(ValueError, match="penalty_grad='hvp': expected 'exact' or 'fd'"): ULE(penalty_grad='hvp')
     with pytest.raises(ValueError, match=r"penalty_grad='fd' with penalty_frac=0.5: the finite difference takes the whole batch"): ULE(penalty_grad='fd', penalty_frac=0.5)
     with pytest.raises(ValueError, match=r"fd_step=0: expected a perturbation > 0"): ULE(penalty_grad='fd', fd_step=0)
+
+def test_options_effect_summary_pairs_by_seed():
+    "`benchmarks/ule_options_effect.py`'s summary: per-seed differences of the teachers, `decide` on them, ULE's own effect (teacher - student of the exact runs), the verdict."
+    spec = importlib.util.spec_from_file_location('ule_options_effect', ROOT/'benchmarks'/'ule_options_effect.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    rows = []
+    for seed in range(4):
+        base = dict(dataset='d', split='test', selection='last epoch', seed=seed, run_seconds=1.)
+        rows += [dict(base, option='exact', method=METHODS['student'], metric='worst group', value=.6 + .01 * seed),
+                 dict(base, option='exact', method=METHODS['teacher'], metric='worst group', value=.3 + .01 * seed),    # ULE's effect: -30 pts
+                 dict(base, option='sub4', method=METHODS['teacher'], metric='worst group', value=.3 + .01 * seed + [.01, -.01, .02, -.02][seed]),
+                 dict(base, option='exact', method=METHODS['teacher'], metric=mod.COS, value=.05),
+                 dict(base, option='sub4', method=METHODS['teacher'], metric=mod.COS, value=.05 + .1 * seed),              # the cosine moves
+                 dict(base, option='exact', method='two ERM models', metric='input-gradient cosine, two ERM models', value=.15)]
+    tab = mod.summary(pd.DataFrame(rows)).set_index('metric')
+    wg, cos = tab.iloc[0], tab.iloc[1]
+    assert wg['difference per seed'] == '+1.0, -1.0, +2.0, -2.0' and wg['unchanged within seed noise'] == 'yes'
+    assert wg["ULE's own effect"].startswith('-30.0 pts') and wg['exact (mean)'] == pytest.approx(.315)
+    assert cos['unchanged within seed noise'] == 'no' and cos["ULE's own effect"].startswith('+0.100')
