@@ -427,8 +427,8 @@ SELECTIONS = {'last epoch': None,   # model selection label -> the validation me
 SELECTION_TAGS = {'last epoch': '', 'validation average (no group labels)': ' [val-average epoch]',   # the suffix of the
                   'validation worst group (group labels)': ' [val-worst-group epoch]'}                # method label in ule.csv
 
-def config_name(cfg:dict):   # `ULE` arguments (penalty, output, norm, lam, warmup; penalty_frac, penalty_every if not 1), or {'preset': 'reimplementation', ...}
-    "The label of a teacher configuration in results rows, e.g. 'cos2, loss, l2, λ=1, warm-up 1' (', penalty on 0.25 of each batch', ', penalty every 2 steps' for the cheaper options)."
+def config_name(cfg:dict):   # `ULE` arguments (penalty, output, norm, lam, warmup; penalty_frac, penalty_every, penalty_grad where not the default), or {'preset': 'reimplementation', ...}
+    "The label of a teacher configuration in results rows, e.g. 'cos2, loss, l2, λ=1, warm-up 1' (+ ', penalty on 0.25 of each batch', ', penalty every 2 steps', ', finite-difference penalty (step 0.01)' for the options)."
     if cfg.get('preset'): return 'reimplementation (Adam)'
     cheaper = (f", penalty on {cfg['penalty_frac']:g} of each batch" if cfg.get('penalty_frac', 1) != 1 else '') + \
               (f", penalty every {cfg['penalty_every']} steps" if cfg.get('penalty_every', 1) != 1 else '') + \
