@@ -29,11 +29,12 @@ from .datasets import load_dataset
 # %% auto #0
 __all__ = ['OUTPUTS', 'PENALTIES', 'NORMS', 'WEIGHTINGS', 'METHODS', 'SELECTIONS', 'SELECTION_TAGS', 'BUILTIN', 'SWEEP_OPTIONS',
            'PAPER_GAINS', 'GAIN_BAR', 'RULE_TAIL', 'RULE_GAIN', 'SELECTION_SHORT', 'SALIENCY_BAR', 'COST_RANGE',
-           'output_of', 'normalize_grad', 'ule_penalty', 'reinit', 'student_step_grads', 'teacher_loss', 'ULE',
-           'ULEHistory', 'config_name', 'ule_callback', 'ule_learner', 'ule_run', 'selected_epoch', 'load_data',
-           'ule_seed', 'history_rows', 'spurious_view', 'saliency_maps', 'saliency_rows', 'erm_pair_cosine',
-           'sweep_configs', 'sweep_rows', 'sweep_seed', 'tagged_results', 'per_seed', 'worst_group_gain', 'gain_table',
-           'sweep_gains', 'gain_claim', 'saliency_claim', 'cosine_claim', 'cost_claims']
+           'output_of', 'normalize_grad', 'ule_penalty', 'reinit', 'student_step_grads', 'penalty_total',
+           'teacher_loss', 'sub_batch_idx', 'kept_stats', 'sub_batch_penalty', 'fd_teacher_loss', 'ULE', 'ULEHistory',
+           'config_name', 'ule_callback', 'ule_learner', 'ule_run', 'selected_epoch', 'load_data', 'ule_seed',
+           'history_rows', 'spurious_view', 'saliency_maps', 'saliency_rows', 'erm_pair_cosine', 'sweep_configs',
+           'sweep_rows', 'sweep_seed', 'tagged_results', 'per_seed', 'worst_group_gain', 'gain_table', 'sweep_gains',
+           'gain_claim', 'saliency_claim', 'cosine_claim', 'cost_claims']
 
 # %% ../nbs/05_ule.ipynb #2e11a984
 OUTPUTS = ('logit', 'sum', 'loss')     # the differentiated output: true-class logit, summed logits, the loss
@@ -94,11 +95,17 @@ def student_step_grads(student:nn.Module,   # the student (in train mode)
                        loss_func,           # the learner's loss, `loss_func(pred, *yb)`, a batch mean
                        output:str='logit',  # one of `OUTPUTS`: whose input gradient is returned
                        scale:float=1.,      # loss scale of both backward passes (fp16); the gradients returned are scaled by it
-                       autocast=None):      # a context manager for the forward pass (the learner's precision); None: full precision
+                       autocast=None,       # a context manager for the forward pass (the learner's precision); None: full precision
+                       input_grad:bool=True):   # False: the parameter gradients alone (the input gradient returned is None; `x` need not require grad)
     "`(pred, loss, input gradient, parameter gradients)` of the student on batch `x` (which requires grad): one backward for 'loss', two otherwise."
     with (autocast if autocast is not None else contextlib.nullcontext()): pred = student(x).float()
     loss = loss_func(pred, *yb)
     params = [p for p in student.parameters() if p.requires_grad]
+    if not input_grad:     # a step without the penalty: the loss's parameter gradients alone, computed as below
+        if output == 'loss':
+            n = len(yb[0]); pg = [p_ / n for p_ in torch.autograd.grad(loss * (n * scale), params)]
+        else: pg = list(torch.autograd.grad(loss * scale, params))
+        return pred, loss, None, pg
     if output == 'loss':   # the summed loss: its input gradient and (divided by N) the mean loss's parameter gradients, in one pass
         n = len(yb[0])
         g, *pg = torch.autograd.grad(loss * (n * scale), [x, *params])
@@ -109,6 +116,16 @@ def student_step_grads(student:nn.Module,   # the student (in train mode)
     return pred, loss, g, pg
 
 # %% ../nbs/05_ule.ipynb #f9346415
+def penalty_total(loss:torch.Tensor,   # the teacher's batch-mean loss
+                  pen:torch.Tensor,    # its penalty (`ule_penalty`)
+                  lam:float=1.,        # weight of the penalty ('add'), or of the loss ('convex')
+                  weighting:str='add', # one of `WEIGHTINGS`
+                  every:int=1):        # the penalty on one step in `every` (`ULE(penalty_every=...)`): its weight times `every`, so its average weight is unchanged
+    "The teacher's total loss: `loss + lam*pen` ('add') or `lam*loss + (1-lam)*pen` ('convex'), the penalty's weight multiplied by `every`."
+    w = lam if weighting == 'add' else 1 - lam
+    if every != 1: w = w * every
+    return loss + w * pen if weighting == 'add' else lam * loss + w * pen
+
 def teacher_loss(pred:torch.Tensor,    # the teacher's logits `(N, C)`, from a forward pass of `x`
                  x:torch.Tensor,       # the batch's input, requiring grad
                  y:torch.Tensor,       # labels `(N,)`
@@ -119,14 +136,73 @@ def teacher_loss(pred:torch.Tensor,    # the teacher's logits `(N, C)`, from a f
                  output:str='logit',   # one of `OUTPUTS`: the teacher's differentiated output
                  norm:str='l2',        # one of `NORMS`
                  weighting:str='add',  # one of `WEIGHTINGS`
-                 scale:float=1.):      # loss scale of the input-gradient pass (fp16: keeps small gradients from underflowing), divided out
+                 scale:float=1.,       # loss scale of the input-gradient pass (fp16: keeps small gradients from underflowing), divided out
+                 every:int=1):         # the penalty on one step in `every`: its weight multiplied by `every` (`penalty_total`)
     "`(total loss, penalty)` of the teacher: its input gradient by double backprop (`create_graph=True`), the penalty against the detached `g_s`."
     out = loss * len(y) if output == 'loss' else output_of(pred, y, output)
     g_t, = torch.autograd.grad(out * scale if scale != 1. else out, x, create_graph=True)
     if scale != 1.: g_t = g_t / scale
     pen = ule_penalty(g_t, g_s.detach(), penalty, norm)
-    total = loss + lam * pen if weighting == 'add' else lam * loss + (1 - lam) * pen
-    return total, pen
+    return penalty_total(loss, pen, lam, weighting, every), pen
+
+# %% ../nbs/05_ule.ipynb #5ab0c7e2
+def sub_batch_idx(n:int,             # the batch size
+                  frac:float,        # the fraction of the batch the penalty covers, in (0, 1]
+                  generator=None):   # a `torch.Generator` (CPU): the draws are reproducible from its seed
+    "The sorted indices of a uniformly random sub-batch of `round(frac * n)` examples (at least 1) of a batch of `n`."
+    m = max(1, int(round(frac * n)))
+    return torch.randperm(n, generator=generator)[:m].sort().values
+
+@contextlib.contextmanager
+def kept_stats(model:nn.Module):   # a model whose BatchNorm layers may be in training mode
+    "A context in which forward passes of `model` leave its BatchNorm running statistics untouched: layers in training mode normalise by the batch's statistics as usual, without updating them (nor changing them in place under a pending backward)."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    try:
+        for m in bns: m.track_running_stats = False   # torch's BatchNorm then passes no running statistics in training mode (eval mode still uses them)
+        yield model
+    finally:
+        for m in bns: m.track_running_stats = True
+
+def sub_batch_penalty(model:nn.Module,    # the teacher (in train mode)
+                      x:torch.Tensor,     # the sub-batch's inputs (detached here; a new leaf takes their gradient)
+                      yb:tuple,           # the sub-batch's targets `(y, a)`
+                      loss_func,          # the learner's loss, `loss_func(pred, *yb)`, a batch mean
+                      g_s:torch.Tensor,   # the student's input gradients on the same examples (detached here)
+                      penalty:str='mse',  # one of `PENALTIES`
+                      output:str='logit', # one of `OUTPUTS`
+                      norm:str='l2',      # one of `NORMS`
+                      scale:float=1.,     # loss scale of the input-gradient pass (fp16), divided out
+                      autocast=None):     # a context manager for the forward pass (the learner's precision); None: full precision
+    "The teacher's penalty on a sub-batch: a forward pass of the sub-batch alone (BatchNorm statistics kept), its input gradient by double backprop, `ule_penalty` against `g_s`."
+    xs = x.detach().requires_grad_()
+    with kept_stats(model), (autocast if autocast is not None else contextlib.nullcontext()): pred = model(xs)
+    _, pen = teacher_loss(pred, xs, yb[0], loss_func(pred, *yb), g_s, 0., penalty, output, norm, 'add', scale)
+    return pen
+
+def fd_teacher_loss(model:nn.Module,    # the teacher (in train mode)
+                    pred:torch.Tensor,  # its logits, from a forward pass of `x`
+                    x:torch.Tensor,     # the batch's input, requiring grad
+                    yb:tuple,           # the batch's targets `(y, a)`
+                    loss_func,          # the learner's loss, `loss_func(pred, *yb)`, a batch mean
+                    loss:torch.Tensor,  # the teacher's batch-mean loss on `pred`, its graph kept
+                    g_s:torch.Tensor,   # the student's input gradients (detached here)
+                    lam:float=1., penalty:str='mse', output:str='logit', norm:str='l2', weighting:str='add', every:int=1,   # as `teacher_loss`
+                    step:float=1e-2,    # the input's perturbation, root-mean-square over the batch
+                    scale:float=1.,     # loss scale of the input-gradient pass (fp16), divided out
+                    autocast=None):     # a context manager for the perturbed forward pass
+    "`(surrogate, penalty)`: the finite-difference variant, a scalar whose parameter gradient is the loss's plus the penalty's weight x `[∇θ out(x + s·v) − ∇θ out(x)] / s` with `v = ∂penalty/∂g_T` (no double backward; a different, smoothed penalty where the network has kinks)."
+    y = yb[0]
+    out = loss * len(y) if output == 'loss' else output_of(pred, y, output)
+    g_t, = torch.autograd.grad(out * scale if scale != 1. else out, x, retain_graph=True)   # the input gradient, without a graph of its own
+    gt = (g_t / scale if scale != 1. else g_t).detach().requires_grad_()
+    pen = ule_penalty(gt, g_s.detach(), penalty, norm)
+    v, = torch.autograd.grad(pen, gt)
+    rms = v.float().pow(2).mean().sqrt().item()
+    if rms == 0 or not np.isfinite(rms): return penalty_total(loss, out * 0., lam, weighting, every), pen.detach()
+    s = step / rms
+    with kept_stats(model), (autocast if autocast is not None else contextlib.nullcontext()): p2 = model(x.detach() + s * v.to(x.dtype))
+    out2 = loss_func(p2, *yb) * len(y) if output == 'loss' else output_of(p2, y, output)
+    return penalty_total(loss, (out2 - out) / s, lam, weighting, every), pen.detach()
 
 # %% ../nbs/05_ule.ipynb #2161fe2f
 class _StudentState:
@@ -156,14 +232,31 @@ class ULE(Callback):
                  output:str='loss',       # differentiated output of both models: 'logit' (true class), 'sum' (all logits), 'loss'
                  norm:str='l2',           # per-example normalisation of both gradients: 'none', 'l2' (unit RMS), 'maxabs'
                  weighting:str='add',     # 'add': loss + lam*penalty; 'convex': lam*loss + (1-lam)*penalty
-                 warmup:int=0):           # epochs in which only the student trains (the teacher waits)
+                 warmup:int=0,            # epochs in which only the student trains (the teacher waits)
+                 penalty_frac:float=1.,   # cheaper: the penalty on a random sub-batch of this fraction of each batch (the loss on the whole batch); 1: all of it
+                 penalty_every:int=1,     # cheaper: the penalty on one teacher step in this many, weighted by it (plain loss in between); 1: every step
+                 penalty_seed:int|None=None,    # seed of the sub-batch draws; None: `torch.initial_seed()` at the fit (the seed `set_seed` set)
+                 penalty_grad:str='exact',      # the penalty's parameter gradient: 'exact' (double backprop) or 'fd' (a finite difference: a named variant, another penalty)
+                 fd_step:float=1e-2):           # 'fd': the input's perturbation, root-mean-square
         for n_, v_, o_ in [('penalty', penalty, PENALTIES), ('output', output, OUTPUTS), ('norm', norm, NORMS), ('weighting', weighting, WEIGHTINGS)]:
             _check_option(n_, v_, o_)
         if lam < 0: raise ValueError(f"lam={lam}: expected a weight >= 0.")
         if weighting == 'convex' and lam > 1: raise ValueError(f"lam={lam} with weighting='convex': expected 0 <= lam <= 1.")
         if warmup < 0: raise ValueError(f"warmup={warmup}: expected a number of epochs >= 0.")
-        store_attr('lam,penalty,output,norm,weighting,warmup')
+        if not 0 < penalty_frac <= 1: raise ValueError(f"penalty_frac={penalty_frac}: expected a fraction of the batch in (0, 1] (1: the whole batch).")
+        if not (isinstance(penalty_every, int) and penalty_every >= 1):
+            raise ValueError(f"penalty_every={penalty_every!r}: expected a whole number of steps >= 1 (1: the penalty on every step).")
+        if penalty_grad not in ('exact', 'fd'): raise ValueError(f"penalty_grad={penalty_grad!r}: expected 'exact' or 'fd'.")
+        if penalty_grad == 'fd' and penalty_frac != 1: raise ValueError(f"penalty_grad='fd' with penalty_frac={penalty_frac}: the finite difference takes the whole batch (penalty_frac=1).")
+        if not fd_step > 0: raise ValueError(f"fd_step={fd_step}: expected a perturbation > 0.")
+        store_attr('lam,penalty,output,norm,weighting,warmup,penalty_frac,penalty_every,penalty_seed,penalty_grad,fd_step')
         self.student_src, self.student, self.sopt, self._hooked, self.dtype = student, None, None, None, None
+        self._gen, self._steps, self._on = None, 0, True
+
+    @property
+    def exact(self):
+        "Whether every step carries the penalty on the whole batch (the defaults: the paper's method as implemented here)."
+        return self.penalty_frac == 1 and self.penalty_every == 1 and self.penalty_grad == 'exact'
 
     @classmethod
     def reimplementation(cls, student=None, lam:float=0.9, penalty:str='mse', **kwargs):
@@ -199,6 +292,9 @@ def before_fit(self:ULE):
     self.dtype = learner_precision(self.learn)   # the dtype the learner's forward passes autocast to (None: float32)
     scaler = getattr(self.learn, 'scaler', None)
     self._scale, self._good = (2. ** 16 if self.dtype is not None and scaler is not None and scaler.is_enabled() else 1.), 0
+    self._steps = 0   # the teacher's steps in this fit: the penalty on those where `_steps % penalty_every == 0`
+    if self.penalty_frac < 1 and self._gen is None:   # the sub-batch draws: one stream per callback, reproducible from its seed
+        self._gen = torch.Generator().manual_seed(self.penalty_seed if self.penalty_seed is not None else torch.initial_seed())
 
 @patch
 def autocast(self:ULE):
@@ -208,7 +304,10 @@ def autocast(self:ULE):
 # %% ../nbs/05_ule.ipynb #985bd117
 @patch
 def before_batch(self:ULE):
-    if self.training: self.learn.xb = (self.xb[0].detach().requires_grad_(True), *self.xb[1:])
+    if not self.training: return
+    self._on = self.epoch >= self.warmup and self._steps % self.penalty_every == 0   # this batch's teacher step carries the penalty
+    if self.exact or (self._on and self.penalty_frac == 1):   # the teacher's input gradient on the whole batch: its forward pass records it
+        self.learn.xb = (self.xb[0].detach().requires_grad_(True), *self.xb[1:])
 
 @patch
 def _mirror_hypers(self:ULE):
@@ -221,15 +320,17 @@ def _mirror_hypers(self:ULE):
 
 # %% ../nbs/05_ule.ipynb #64d11d35
 @patch
-def _student_step(self:ULE):
-    "One optimizer step of the student on the batch; its input gradient, detached (None if fp16 gradients overflowed)."
+def _student_step(self:ULE, x=None, input_grad:bool=True):
+    "One optimizer step of the student on the batch (`x`, default the learner's); its input gradient, detached (None if fp16 gradients overflowed, or without `input_grad`)."
     self.student.train()
-    pred, loss, g, pg = student_step_grads(self.student, self.xb[0], self.yb, self.learn.loss_func, self.output, self._scale, self.autocast())
+    x = self.xb[0] if x is None else x
+    pred, loss, g, pg = student_step_grads(self.student, x, self.yb, self.learn.loss_func, self.output, self._scale, self.autocast(), input_grad)
     if pred.shape != self.pred.shape:
         raise ValueError(f"ULE: the student's output has shape {tuple(pred.shape)}; expected the teacher's {tuple(self.pred.shape)} (a student for the same classes).")
     if self._scale != 1.:   # fp16: dynamic loss scale of the student's own
-        g, pg = g / self._scale, [p_ / self._scale for p_ in pg]
-        finite = torch.stack([torch.isfinite(t).all() for t in [g, *pg]]).all()   # one device-to-host read a batch, as torch's GradScaler
+        if g is not None: g = g / self._scale
+        pg = [p_ / self._scale for p_ in pg]
+        finite = torch.stack([torch.isfinite(t).all() for t in ([g] if g is not None else []) + pg]).all()   # one device-to-host read a batch, as torch's GradScaler
         if not finite: self._scale /= 2; self._good = 0; return None
         self._good += 1
         if self._good % 2000 == 0: self._scale *= 2
@@ -239,12 +340,13 @@ def _student_step(self:ULE):
     self.sopt.step()
     for p in params: p.grad = None
     self.student_loss = loss.detach()
-    return g.detach()
+    return g.detach() if g is not None else None
 
 # %% ../nbs/05_ule.ipynb #10ffad9e
 @patch
 def after_loss(self:ULE):
     if not self.training: return
+    if not self.exact: return self._cheaper_step()
     g_s = self._student_step()
     if self.epoch < self.warmup: raise CancelBatchException()   # warm-up: the teacher waits
     if g_s is None: return
@@ -252,6 +354,35 @@ def after_loss(self:ULE):
     # dtypes; fastai's GradScaler (fp16) then scales the total loss in `before_backward` and checks the step
     total, pen = teacher_loss(self.pred, self.xb[0], self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm,
                               self.weighting, self._scale)
+    self.learn.loss_grad, self.learn.loss = total, total.detach().clone()
+    self.penalty_value = pen.detach()
+
+# %% ../nbs/05_ule.ipynb #c41d0e57
+@patch
+def _cheaper_step(self:ULE):
+    "`after_loss` with `penalty_frac < 1`, `penalty_every > 1` or `penalty_grad='fd'`: the student's step as always; the teacher's penalty on a sub-batch, on one step in `penalty_every`, or by a finite difference."
+    x, on = self.xb[0], self._on
+    xs = x if x.requires_grad or not on else x.detach().requires_grad_()   # the student's input gradient only where the penalty needs it
+    g_s = self._student_step(xs, input_grad=on)
+    if self.epoch < self.warmup: raise CancelBatchException()   # warm-up: the teacher waits
+    self._steps += 1
+    if not on:   # a step without the penalty: the teacher's plain loss (weighted as on the penalty's steps)
+        if self.weighting == 'convex': self.learn.loss_grad = self.lam * self.loss_grad; self.learn.loss = self.loss_grad.detach().clone()
+        return
+    if g_s is None: return
+    if self.penalty_grad == 'fd':   # the loss fastai backpropagates is the surrogate; the one it records is the loss + the penalty
+        surrogate, pen = fd_teacher_loss(self.learn.model, self.pred, x, self.yb, self.learn.loss_func, self.loss_grad, g_s, self.lam, self.penalty,
+                                         self.output, self.norm, self.weighting, self.penalty_every, self.fd_step, self._scale, self.autocast())
+        self.learn.loss_grad, self.learn.loss = surrogate, penalty_total(self.loss_grad.detach(), pen, self.lam, self.weighting, self.penalty_every)
+        self.penalty_value = pen; return
+    if self.penalty_frac == 1:
+        total, pen = teacher_loss(self.pred, x, self.yb[0], self.loss_grad, g_s, self.lam, self.penalty, self.output, self.norm,
+                                  self.weighting, self._scale, self.penalty_every)
+    else:
+        idx = sub_batch_idx(len(x), self.penalty_frac, self._gen).to(x.device)
+        pen = sub_batch_penalty(self.learn.model, x[idx], tuple(t[idx] for t in self.yb), self.learn.loss_func, g_s[idx], self.penalty,
+                                self.output, self.norm, self._scale, self.autocast())
+        total = penalty_total(self.loss_grad, pen, self.lam, self.weighting, self.penalty_every)
     self.learn.loss_grad, self.learn.loss = total, total.detach().clone()
     self.penalty_value = pen.detach()
 
@@ -296,10 +427,13 @@ SELECTIONS = {'last epoch': None,   # model selection label -> the validation me
 SELECTION_TAGS = {'last epoch': '', 'validation average (no group labels)': ' [val-average epoch]',   # the suffix of the
                   'validation worst group (group labels)': ' [val-worst-group epoch]'}                # method label in ule.csv
 
-def config_name(cfg:dict):   # `ULE` arguments (penalty, output, norm, lam, warmup), or {'preset': 'reimplementation', ...}
-    "The label of a teacher configuration in results rows, e.g. 'cos2, loss, l2, λ=1, warm-up 1'."
+def config_name(cfg:dict):   # `ULE` arguments (penalty, output, norm, lam, warmup; penalty_frac, penalty_every, penalty_grad where not the default), or {'preset': 'reimplementation', ...}
+    "The label of a teacher configuration in results rows, e.g. 'cos2, loss, l2, λ=1, warm-up 1' (+ ', penalty on 0.25 of each batch', ', penalty every 2 steps', ', finite-difference penalty (step 0.01)' for the options)."
     if cfg.get('preset'): return 'reimplementation (Adam)'
-    return f"{cfg['penalty']}, {cfg['output']}, {cfg['norm']}, λ={cfg['lam']:g}, warm-up {cfg['warmup']}"
+    cheaper = (f", penalty on {cfg['penalty_frac']:g} of each batch" if cfg.get('penalty_frac', 1) != 1 else '') + \
+              (f", penalty every {cfg['penalty_every']} steps" if cfg.get('penalty_every', 1) != 1 else '') + \
+              (f", finite-difference penalty (step {cfg.get('fd_step', 1e-2):g})" if cfg.get('penalty_grad', 'exact') == 'fd' else '')
+    return f"{cfg['penalty']}, {cfg['output']}, {cfg['norm']}, λ={cfg['lam']:g}, warm-up {cfg['warmup']}" + cheaper
 
 def ule_callback(cfg:dict,         # `ULE` arguments, or {'preset': 'reimplementation', ...}: `ULE.reimplementation`'s
                  student=None):    # the student (e.g. a copy of a pre-trained teacher); None: `ULE`'s default

@@ -351,3 +351,247 @@ def test_bad_parameter_fails_fast_in_the_validation_cell(tmp_path):
     cells = json.loads((tmp_path/'notebooks'/'05_ule.ipynb').read_text())['cells']
     failed = [c for c in cells if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
     assert len(failed) == 1 and 'need_seeds' in ''.join(failed[0]['source'])   # the validation cell, not a later one
+
+# --- the cheaper options (issue 20, part 8): penalty on a sub-batch, every k-th step -------------------------------
+from spurnotes.ule import sub_batch_idx, sub_batch_penalty, penalty_total, kept_stats, student_step_grads
+
+class _NoBN(nn.Module):
+    "A small CNN with no batch-dependent layer (each example's gradients are its own): the sub-batch's penalty is then exactly the full penalty's terms."
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    def forward(self, x): return self.net(x)
+
+def _fit_states(seed, cbs, epochs=2, n=128):
+    "Teacher and student state dicts after a fit on `_biased(n, 0)`."
+    l = _learner(_biased(n, 0), seed, cbs)
+    with l.no_bar(), l.no_logging(): l.fit(epochs)
+    ule = next(c for c in l.cbs if isinstance(c, ULE))
+    return {k: v.clone() for k, v in l.model.state_dict().items() if not k.startswith('ule_student.')}, {k: v.clone() for k, v in ule.student.state_dict().items()}
+
+def _equal_states(a, b): return all(torch.equal(a[k], b[k]) for k in a)
+
+@pytest.mark.parametrize('penalty', ['mse', 'cos2'])
+@pytest.mark.parametrize('output,norm', [('loss', 'l2'), ('logit', 'none'), ('sum', 'maxabs')])
+def test_sub_batch_penalty_is_unbiased(penalty, output, norm):
+    "For a penalty that is a mean over examples: the mean of the penalty's parameter gradients over the 4 sub-batches of a partition equals the full batch's (float64)."
+    torch.manual_seed(0)
+    net = _NoBN().double()
+    x, y = torch.rand(12, 3, 14, 14, dtype=torch.float64), torch.randint(0, 2, (12,))
+    a = torch.zeros_like(y)
+    g_s = torch.randn(12, 3, 14, 14, dtype=torch.float64)
+    g_s[3] = 0.   # an example on which the student has no gradient
+    loss_func = lambda p, y, a: F.cross_entropy(p, y)
+    params = list(net.parameters())
+    xx = x.clone().requires_grad_(); p = net(xx)
+    _, full = teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, penalty=penalty, output=output, norm=norm)
+    grad = lambda q: [torch.zeros_like(w) if g is None else g for w, g in zip(params, torch.autograd.grad(q, params, allow_unused=True))]  # the last bias never reaches an input gradient
+    ref = grad(full)
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    parts = [perm[i:i + 3] for i in range(0, 12, 3)]
+    pens = [sub_batch_penalty(net, x[i], (y[i], a[i]), loss_func, g_s[i], penalty, output, norm) for i in parts]
+    torch.testing.assert_close(torch.stack(pens).mean(), full, rtol=1e-12, atol=1e-14)
+    grads = [grad(q) for q in pens]
+    for k, r in enumerate(ref):
+        torch.testing.assert_close(sum(g[k] for g in grads) / len(grads), r, rtol=1e-10, atol=1e-12)
+
+def test_sub_batch_draws_are_seeded_and_keep_batchnorm_statistics():
+    i1, i2 = (sub_batch_idx(128, 0.25, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(i1, i2) and len(i1) == 32 and len(set(i1.tolist())) == 32 and (i1.diff() > 0).all()
+    assert len(sub_batch_idx(10, 0.01)) == 1 and torch.equal(sub_batch_idx(7, 1.), torch.arange(7))
+    m = SmallCNN(3, 2, width=4, hidden=8).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with kept_stats(m): m(torch.rand(8, 3, 14, 14))
+    assert _equal_states(before, m.state_dict())
+    m(torch.rand(8, 3, 14, 14)); assert not _equal_states(before, m.state_dict())   # outside it the forward pass updates them
+
+def test_options_at_their_defaults_are_todays_path_exactly():
+    "`penalty_frac=1, penalty_every=1` is the default: the same callback path, bit for bit (both models after two epochs)."
+    ref = _fit_states(0, [ULE(penalty='cos2')])
+    assert ULE(penalty_frac=1., penalty_every=1).exact
+    for a, b in zip(ref, _fit_states(0, [ULE(penalty='cos2', penalty_frac=1., penalty_every=1)])): assert _equal_states(a, b)
+
+@pytest.mark.parametrize('output', ['loss', 'logit'])
+def test_the_student_is_the_same_whatever_the_option(output):
+    "The student never depends on the teacher: its weights after a fit are the same bits with or without the cheaper options (its input gradient is skipped on the steps without the penalty)."
+    _, ref = _fit_states(0, [ULE(output=output, warmup=1)], epochs=2)
+    for kw in [dict(penalty_frac=0.25), dict(penalty_every=3), dict(penalty_frac=0.5, penalty_every=2)]:
+        _, s = _fit_states(0, [ULE(output=output, warmup=1, **kw)], epochs=2)
+        assert _equal_states(ref, s), kw
+
+def _nobn_learner(seed, cbs, n=64):
+    set_seed(seed, reproducible=True)
+    ds = _biased(n, 0)
+    return erm_learner(group_dls(ds, ds.subset(torch.arange(32)), bs=32, seed=seed, device='cpu'), _NoBN(), INFO, lr=0.05, path=tempfile.mkdtemp(), cbs=list(cbs))
+
+def test_sub_batch_penalty_in_the_callback_is_the_drawn_sub_batchs():
+    "With `penalty_frac`, the teacher's total loss is its loss on the whole batch + λ x `sub_batch_penalty` on the sub-batch drawn from a generator of `penalty_seed`, with the student's input gradients of those examples; a fit is reproducible from the seed."
+    gen, out = torch.Generator().manual_seed(5), []
+    class _Expect(Callback):   # before ULE's after_loss: the penalty it should compute, from copies of both models
+        order = ULE.order - 1
+        def after_loss(self):
+            if not self.training: return
+            ule, x = self.learn.ule, self.xb[0]
+            _, _, g, _ = student_step_grads(copy.deepcopy(ule.student).train(), x.detach().clone().requires_grad_(), self.yb, self.learn.loss_func, 'loss')
+            i = sub_batch_idx(len(x), 0.25, gen)
+            self.expect = (self.learn.loss_grad.item(), sub_batch_penalty(copy.deepcopy(self.learn.model), x[i], tuple(t[i] for t in self.yb), self.learn.loss_func, g[i], 'cos2', 'loss', 'l2').item())
+    class _Got(Callback):
+        order = ULE.order + 1
+        def after_loss(self):
+            if self.training: out.append((exp.expect, self.learn.loss.item(), self.learn.ule.penalty_value.item()))
+    exp = _Expect()
+    l = _nobn_learner(0, [ULE(penalty='cos2', lam=2., penalty_frac=0.25, penalty_seed=5)])
+    with l.no_bar(), l.no_logging(): l.fit(1, cbs=[exp, _Got()])
+    assert len(out) == 2
+    for (loss, pen), total, got in out:
+        assert got == pytest.approx(pen, rel=1e-6) and total == pytest.approx(loss + 2 * pen, rel=1e-6) and pen > 0
+    fit = lambda seed: _fit_learner_states(_nobn_learner(0, [ULE(penalty='cos2', penalty_frac=0.25, penalty_seed=seed)]))
+    a, b, c = fit(5), fit(5), fit(6)
+    assert _equal_states(a, b) and not _equal_states(a, c)
+
+def _fit_learner_states(l, epochs=1):
+    with l.no_bar(), l.no_logging(): l.fit(epochs)
+    return {k: v.clone() for k, v in l.model.state_dict().items() if not k.startswith('ule_student.')}
+
+def test_every_kth_step_off_steps_are_erm_on_steps_weighted_k():
+    "`penalty_every=2`: on the steps without the penalty the teacher's parameter gradients are ERM's on the same batch; on the others the total is loss + 2λ x penalty."
+    log = []
+    class _Check(Callback):
+        order = ULE.order + 1
+        def after_loss(self):
+            if self.training: self._loss = self.learn.loss_grad
+        def after_backward(self):
+            ule = self.learn.ule
+            ref = copy.deepcopy(self.learn.model).train()
+            for p in ref.parameters(): p.grad = None
+            F.cross_entropy(ref(self.xb[0].detach()), self.yb[0]).backward()
+            same = all(torch.equal(p.grad, q.grad) for p, q in zip(self.learn.model.parameters(), ref.parameters()) if p.grad is not None)
+            log.append((ule._on, same, ule.penalty_value.item() if ule._on else None))
+    ule = ULE(penalty='cos2', lam=1.5, penalty_every=2)
+    l = _learner(_biased(128, 0), 0, [ule])
+    with l.no_bar(), l.no_logging(): l.fit(1, cbs=[_Check()])
+    assert [o for o, _, _ in log] == [True, False, True, False]
+    assert all(same for o, same, _ in log if not o) and not any(same for o, same, _ in log if o)
+    # the weight on the penalty's steps: total = loss + every * lam * penalty
+    loss, pen = torch.tensor(0.7), torch.tensor(0.2)
+    assert penalty_total(loss, pen, 1.5, 'add', 2).item() == pytest.approx(0.7 + 2 * 1.5 * 0.2)
+    assert penalty_total(loss, pen, 0.9, 'convex', 4).item() == pytest.approx(0.9 * 0.7 + 4 * 0.1 * 0.2)
+    assert penalty_total(loss, pen, 1.5, 'add').item() == (loss + 1.5 * pen).item()
+
+def test_every_k_with_k_1_and_the_convex_weighting_off_steps():
+    "`penalty_every=1` is today's path; with 'convex' weighting the off steps' loss is λ x loss (the same weight as on the penalty's steps)."
+    losses = []
+    class _L(Callback):
+        order = ULE.order + 1
+        def after_loss(self):
+            if self.training: losses.append((self.learn.ule._on, self.learn.loss_grad.item()))
+    ule = ULE.reimplementation(penalty_every=2)
+    l = _learner(_biased(64, 0), 0, [ule])
+    with l.no_bar(), l.no_logging(): l.fit(1, cbs=[_L()])
+    off = [v for o, v in losses if not o]
+    assert len(off) == 1 and ule.student_loss is not None and 0 < off[0] < 0.9 * 0.75   # 0.9 x a cross-entropy near log 2
+
+def test_bad_option_values_name_what_is_expected():
+    with pytest.raises(ValueError, match=r"penalty_frac=0: expected a fraction of the batch in \(0, 1\]"): ULE(penalty_frac=0)
+    with pytest.raises(ValueError, match=r"penalty_frac=1.5: expected a fraction of the batch in \(0, 1\]"): ULE(penalty_frac=1.5)
+    with pytest.raises(ValueError, match=r"penalty_every=0: expected a whole number of steps >= 1"): ULE(penalty_every=0)
+    with pytest.raises(ValueError, match=r"penalty_every=1.5: expected a whole number of steps >= 1"): ULE(penalty_every=1.5)
+
+def test_student_step_grads_without_input_gradient_same_parameter_gradients():
+    torch.manual_seed(0)
+    s = SmallCNN(3, 2, width=4, hidden=8).train()
+    x, y = torch.rand(8, 3, 14, 14), torch.randint(0, 2, (8,))
+    lf = lambda p, y: F.cross_entropy(p, y)
+    for output in OUTPUTS:
+        st = copy.deepcopy(s.state_dict())
+        _, _, g, pg = student_step_grads(s, x.clone().requires_grad_(), (y,), lf, output)
+        s.load_state_dict(st)
+        _, _, g0, pg0 = student_step_grads(s, x.clone(), (y,), lf, output, input_grad=False)
+        s.load_state_dict(st)
+        assert g0 is None and g.shape == x.shape and all(torch.equal(a, b) for a, b in zip(pg, pg0)), output
+
+def test_cost_benchmark_options_runs_small(tmp_path):
+    "`--options`: the option kinds on one arch, an every-k call's time divided by k, the table's interval and target column; `lite_top` takes the body's features."
+    spec = importlib.util.spec_from_file_location('ule_cost', ROOT/'benchmarks'/'ule_cost.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    reps = pd.DataFrame(mod.repetitions(reps=3, arch='small_cnn', bs=8, size=28, threads=1, kinds=mod.OPTION_KINDS))
+    assert list(reps.step.unique()) == mod.OPTION_KINDS and (reps[reps.step == 'erm'].time_ratio == 1.).all()
+    assert mod.steps_per_call('ule_loss_every4') == 4 and mod.steps_per_call('ule_loss_sub4') == 1
+    tab = mod.main_options(reps=3, archs=['small_cnn'], bs=8, csv=tmp_path/'o.csv')
+    assert [r['step'] for r in tab] == mod.OPTION_KINDS and len(pd.read_csv(tmp_path/'o.csv')) == 3 * len(mod.OPTION_KINDS)
+    assert all(r['low'] <= r['ratio_mean'] <= r['high'] and r['meets_target'] in ('yes', 'no', 'undecided') for r in tab[1:])
+    t, s, *_ , x, y = mod.setup('lite_top', bs=4)
+    assert x.shape == (4, 192, 3, 3) and t(x).shape == (4, 2) and t is not s
+
+def test_config_name_names_the_cheaper_options():
+    assert config_name(MAIN) == 'cos2, loss, l2, λ=1, warm-up 1'
+    assert config_name({**MAIN, 'penalty_frac': 0.25}) == 'cos2, loss, l2, λ=1, warm-up 1, penalty on 0.25 of each batch'
+    assert config_name({**MAIN, 'penalty_every': 4, 'penalty_frac': 1.}) == 'cos2, loss, l2, λ=1, warm-up 1, penalty every 4 steps'
+    from spurnotes.ule import ule_callback
+    cb = ule_callback({**MAIN, 'penalty_every': 4})
+    assert cb.penalty_every == 4 and cb.penalty_frac == 1 and not cb.exact
+
+@pytest.mark.parametrize('kw', [dict(penalty_frac=0.5), dict(penalty_every=2)])
+def test_cheaper_options_under_the_cpus_bf16_autocast(kw):
+    "The sub-batch's forward pass and the student's follow the learner's autocast; the penalty stays finite."
+    ule = ULE(penalty='cos2', **kw)
+    l = _learner(_biased(128, 0), 0, [ule])
+    l.add_cb(CPUMixedPrecision(amp_mode='bf16'))
+    seen = []
+    h = l.model.features[0].register_forward_hook(lambda mod, i, o: seen.append((len(o), o.dtype)) if mod.training else None)
+    with warnings.catch_warnings(), l.no_bar(), l.no_logging():
+        warnings.simplefilter('ignore')
+        l.fit(1)
+    h.remove()
+    assert ule.dtype == torch.bfloat16 and torch.isfinite(ule.penalty_value) and all(d == torch.bfloat16 for _, d in seen)
+    if 'penalty_frac' in kw: assert sorted({n for n, _ in seen}) == [16, 32]   # the whole batch's forward pass and the sub-batch's
+
+# --- the finite-difference variant (a named variant: another, smoothed penalty) -------------------------------------
+from spurnotes.ule import fd_teacher_loss
+
+@pytest.mark.parametrize('penalty,output,norm', [('mse', 'loss', 'l2'), ('cos2', 'logit', 'none'), ('cos2', 'loss', 'l2')])
+def test_fd_variant_matches_the_exact_penalty_gradient_in_float64_at_a_tiny_step(penalty, output, norm):
+    "On a smooth float64 network (tanh, no BatchNorm), the surrogate's parameter gradient is the loss's + λ x the exact penalty gradient, to the finite difference's error."
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 5 * 5, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    x, y = torch.rand(6, 3, 5, 5, dtype=torch.float64), torch.randint(0, 2, (6,))
+    g_s = torch.randn(6, 3, 5, 5, dtype=torch.float64)
+    lf = lambda p, y, a: F.cross_entropy(p, y)
+    params = list(net.parameters())
+    gr = lambda q: [torch.zeros_like(w) if g is None else g for w, g in zip(params, torch.autograd.grad(q, params, allow_unused=True))]
+    xx = x.clone().requires_grad_(); p = net(xx)
+    total, pen = teacher_loss(p, xx, y, F.cross_entropy(p, y), g_s, lam=2., penalty=penalty, output=output, norm=norm)
+    exact = gr(total)
+    xx = x.clone().requires_grad_(); p = net(xx)
+    sur, pen_fd = fd_teacher_loss(net, p, xx, (y, torch.zeros_like(y)), lf, F.cross_entropy(p, y), g_s, 2., penalty, output, norm, step=1e-6)
+    assert pen_fd.item() == pytest.approx(pen.item(), rel=1e-12)
+    for a, b in zip(gr(sur), exact): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+def test_fd_variant_in_the_callback_trains_and_is_named():
+    ule = ULE(penalty='cos2', penalty_grad='fd')
+    assert not ule.exact and config_name({**MAIN, 'penalty_grad': 'fd'}) == 'cos2, loss, l2, λ=1, warm-up 1, finite-difference penalty (step 0.01)'
+    t, s = _fit_states(0, [ule], epochs=1)
+    _, s_ref = _fit_states(0, [ULE(penalty='cos2')], epochs=1)
+    assert _equal_states(s, s_ref) and torch.isfinite(ule.penalty_value) and all(torch.isfinite(v).all() for v in t.values())
+    with pytest.raises(ValueError, match="penalty_grad='hvp': expected 'exact' or 'fd'"): ULE(penalty_grad='hvp')
+    with pytest.raises(ValueError, match=r"penalty_grad='fd' with penalty_frac=0.5: the finite difference takes the whole batch"): ULE(penalty_grad='fd', penalty_frac=0.5)
+    with pytest.raises(ValueError, match=r"fd_step=0: expected a perturbation > 0"): ULE(penalty_grad='fd', fd_step=0)
+
+def test_options_effect_summary_pairs_by_seed():
+    "`benchmarks/ule_options_effect.py`'s summary: per-seed differences of the teachers, `decide` on them, ULE's own effect (teacher - student of the exact runs), the verdict."
+    spec = importlib.util.spec_from_file_location('ule_options_effect', ROOT/'benchmarks'/'ule_options_effect.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    rows = []
+    for seed in range(4):
+        base = dict(dataset='d', split='test', selection='last epoch', seed=seed, run_seconds=1.)
+        rows += [dict(base, option='exact', method=METHODS['student'], metric='worst group', value=.6 + .01 * seed),
+                 dict(base, option='exact', method=METHODS['teacher'], metric='worst group', value=.3 + .01 * seed),    # ULE's effect: -30 pts
+                 dict(base, option='sub4', method=METHODS['teacher'], metric='worst group', value=.3 + .01 * seed + [.01, -.01, .02, -.02][seed]),
+                 dict(base, option='exact', method=METHODS['teacher'], metric=mod.COS, value=.05),
+                 dict(base, option='sub4', method=METHODS['teacher'], metric=mod.COS, value=.05 + .1 * seed),              # the cosine moves
+                 dict(base, option='exact', method='two ERM models', metric='input-gradient cosine, two ERM models', value=.15)]
+    tab = mod.summary(pd.DataFrame(rows)).set_index('metric')
+    wg, cos = tab.iloc[0], tab.iloc[1]
+    assert wg['difference per seed'] == '+1.0, -1.0, +2.0, -2.0' and wg['unchanged within seed noise'] == 'yes'
+    assert wg["ULE's own effect"].startswith('-30.0 pts') and wg['exact (mean)'] == pytest.approx(.315)
+    assert cos['unchanged within seed noise'] == 'no' and cos["ULE's own effect"].startswith('+0.100')
