@@ -24,7 +24,7 @@ issue 20: an ImageNet EfficientNet-Lite0 (`make_backbone('efficientnet_lite0', p
 `(bs, 192, 3, 3)` (the input gradients are then taken at the frozen body's output), `lite_image` trains the same top
 as a `BodyTop` on 96 px images (the input gradients, and the double backward, go through the frozen body to the pixels).
 Write the table's rows with `--csv` (several archs: one CSV); `--options --arch masktune_cnn,lite_top,lite_image`
-(batch 128 for masktune_cnn, `--lite-bs 32` for the Lite archs) gives `results/ule_cost_options.csv`.
+(batch 128 for masktune_cnn, `--lite-bs 32` for the Lite archs) gives `results/ule_options/cost.csv`.
 """
 import argparse, json, os, subprocess, sys, time
 import torch

@@ -18,7 +18,7 @@ for the teacher-student input-gradient cosine on the test images (05's "the pena
 each difference with `spurnotes.report.decide` (threshold 0): the option leaves the result unchanged within seed noise
 where the interval contains 0 and its half-width is below the size of ULE's own effect on the same seeds (the exact
 teacher's gain over its student, or the ERM-ERM minus teacher-student cosine); the CSV (`--csv`, default
-`results/ule_options_effect.csv`) holds the tidy rows, written after every run, and the wall seconds of every run.
+`results/ule_options/effect.csv`) holds the tidy rows, written after every run, and the wall seconds of every run.
 """
 import argparse, time
 from pathlib import Path
@@ -107,7 +107,7 @@ if __name__ == '__main__':
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4, 5])
     p.add_argument('--dataset', default='digits_on_backgrounds')
     p.add_argument('--options', nargs='+', default=['sub4'], choices=[k for k in OPTIONS if k != 'exact'])
-    p.add_argument('--csv', default=str(Path(__file__).resolve().parents[1]/'results'/'ule_options_effect.csv'))
+    p.add_argument('--csv', default=str(Path(__file__).resolve().parents[1]/'results'/'ule_options'/'effect.csv'))
     p.add_argument('--append', action='store_true', help="add this run's rows to the CSV's (another dataset)")
     p.add_argument('--quick', action='store_true', help="a check that it runs: scikit-learn's digits, 2 seeds, 2 epochs, the small CNN")
     a = p.parse_args()
