@@ -198,7 +198,7 @@ class BenchSetup:
                  lr:float=0.01,             # SGD learning rate (momentum 0.9, constant)
                  wd:float=1e-4,             # weight decay, torch.optim.SGD's form
                  epochs:int=10,             # training epochs of every method (JTT: of its second stage)
-                 diagnose:bool=False, 
+                 diagnose=False,            # also measure where each trained model's saliency lies and what ERM's embedding separates (`diagnostic_rows`): True, or the methods to measure
                  data_kw:dict|None=None):   # more arguments of `load_dataset` (e.g. a testbed's `n_valid`, `n_test`)      # also measure, per method and seed, where its saliency lies and what its embedding separates (`diagnostic_rows`)
         if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}.")
         if freeze_to is not None and arch not in LITE_BACKBONES:
@@ -328,10 +328,11 @@ def bench_ule(data:SpuriousData,    # the seed's dataset
               setup:BenchSetup,     # what the methods share
               penalty:str='cos2',   # ULE's penalty (`ULE`)
               lam:float=1.,         # its weight
-              warmup:int=1):        # epochs in which only the student trains
+              warmup:int=1,         # epochs in which only the student trains
+              **kwargs):            # more `ULE` arguments (e.g. `penalty_every`, `penalty_frac`: the cheaper steps of notebook 05)
     "ULE, `setup.epochs` epochs (loss gradients, l2-normalised): `(teacher's learner, {'student': the student})`. A pre-trained setup's student starts from the same weights as the teacher, a scratch one's is re-initialised."
     student = (lambda: setup.model(data.info.n_classes)) if setup.pretrained else None
-    cb = ULE(student, penalty=penalty, output='loss', norm='l2', lam=lam, warmup=warmup)
+    cb = ULE(student, penalty=penalty, output='loss', norm='l2', lam=lam, warmup=warmup, **kwargs)
     learn = setup.learner_maker(data, seed, [cb])(data.dls(bs=setup.bs, seed=seed)); setup.fit(learn, setup.epochs)
     return learn, {'student': cb.student}
 
@@ -509,7 +510,8 @@ def method_rows(method:str,              # one of `BENCH_METHODS`
         out, extra = BENCH_FNS[method](data, seed, setup, *erm, **(settings or {}).get(method, {}))
         wall = base + time.time() - t0
     rows = _trained_rows(method, out, data, seed, setup) + [_wall_row(method, seed, wall, setup.dataset)]
-    if setup.diagnose and method not in ('DISPEL', 'DFR'):   # DISPEL and DFR: ERM's model, another head
+    measured = setup.diagnose if isinstance(setup.diagnose, (tuple, list)) else BENCH_METHODS if setup.diagnose else ()
+    if method in measured and method not in ('DISPEL', 'DFR'):   # DISPEL and DFR: ERM's model, another head
         if method != 'MaskTune': load_checkpoint(out, 'last', with_opt=False)   # (MaskTune's learner ends at its last epoch; its path holds ERM's)
         r, e = diagnostic_rows(out.model, data, method, seed, setup.dataset, probes=method == 'ERM')   # the heads' embedding is ERM's
         rows, extra = rows + r, {**extra, **e}
