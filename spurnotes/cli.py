@@ -221,7 +221,7 @@ def _csv_files(out_dir) -> dict:
     "Notebook name -> the tidy CSVs under `out_dir` that hold its rows."
     files = {}
     for f in sorted(Path(out_dir).glob('*.csv')):
-        if f.name in ('results.csv', 'timings.csv'): continue
+        if f.name in ('results.csv', 'timings.csv', 'section_times.csv'): continue   # the run's own tables
         try: names = pd.read_csv(f, usecols=['notebook'])['notebook'].dropna().unique()
         except ValueError: continue   # not a results table
         for n in names: files.setdefault(n, []).append(f)
